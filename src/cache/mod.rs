@@ -1,0 +1,180 @@
+//! The cache: canonical keys ([`key`]), generation counters ([`generation`]) and the in-process
+//! moka tier, whose capacity is counted in bytes.
+
+pub mod generation;
+pub mod key;
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use generation::{Generations, Invalidation, Scope, Stamp};
+
+/// A cache key: the canonical request ([`key::read_key`]) and the generation stamp its scope had
+/// when the read began.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub request: Arc<[u8]>,
+    pub stamp: Stamp,
+}
+
+/// A cached 200 response body, stored exactly as it will be replayed.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub body: Bytes,
+    pub ttl: Duration,
+    /// A GetItem that found no item.
+    pub negative: bool,
+}
+
+/// Per-entry bookkeeping overhead counted against the byte capacity (moka's node, the Arc,
+/// the key and entry structs).
+const ENTRY_OVERHEAD: usize = 160;
+
+struct PerEntryTtl;
+
+impl Expiry<CacheKey, Entry> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Entry,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The in-process tier.
+#[derive(Clone)]
+pub struct LocalCache {
+    inner: Cache<CacheKey, Entry>,
+}
+
+impl LocalCache {
+    /// A cache holding at most `capacity_bytes` of keys, bodies and overhead. `on_evict` is told
+    /// why each entry left (expired, size, replaced, explicit).
+    pub fn new(
+        capacity_bytes: u64,
+        on_evict: impl Fn(RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        let inner = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|k: &CacheKey, v: &Entry| {
+                let bytes = k.request.len() + v.body.len() + ENTRY_OVERHEAD;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .eviction_listener(move |_k, _v, cause| on_evict(cause))
+            .build();
+        LocalCache { inner }
+    }
+
+    pub async fn get(&self, key: &CacheKey) -> Option<Entry> {
+        self.inner.get(key).await
+    }
+
+    /// Returns the entry for `key`, running `fetch` if there is none. Concurrent callers with the
+    /// same key (request *and* stamp) share one `fetch`. An `Err` is handed to every caller that
+    /// was waiting on that fetch and nothing is stored.
+    pub async fn get_or_fetch<F, E>(&self, key: CacheKey, fetch: F) -> Result<Entry, Arc<E>>
+    where
+        F: std::future::Future<Output = Result<Entry, E>>,
+        E: Send + Sync + 'static,
+    {
+        self.inner.try_get_with(key, fetch).await
+    }
+
+    pub async fn insert(&self, key: CacheKey, entry: Entry) {
+        self.inner.insert(key, entry).await
+    }
+
+    /// Entries and weighted bytes, after applying pending bookkeeping.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.inner.run_pending_tasks().await;
+        (self.inner.entry_count(), self.inner.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn key(s: &str) -> CacheKey {
+        CacheKey {
+            request: Arc::from(s.as_bytes()),
+            stamp: [0, 0],
+        }
+    }
+
+    fn entry(n: usize) -> Entry {
+        Entry {
+            body: Bytes::from(vec![b'x'; n]),
+            ttl: Duration::from_secs(60),
+            negative: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_is_in_bytes() {
+        let cache = LocalCache::new(100_000, |_| {});
+        for i in 0..1000 {
+            cache.insert(key(&format!("k{i}")), entry(1000)).await;
+        }
+        let (entries, bytes) = cache.usage().await;
+        assert!(bytes <= 100_000, "weighted size {bytes} over capacity");
+        assert!(
+            entries < 100,
+            "{entries} entries of >1 KB cannot fit in 100 KB"
+        );
+        assert!(entries > 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let cache = LocalCache::new(1 << 20, |_| {});
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch(key("same"), async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, ()>(entry(10))
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().body.len(), 10);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_different_stamp_is_a_different_entry() {
+        let cache = LocalCache::new(1 << 20, |_| {});
+        cache.insert(key("k"), entry(1)).await;
+        let mut newer = key("k");
+        newer.stamp = [0, 1];
+        assert!(cache.get(&key("k")).await.is_some());
+        assert!(cache.get(&newer).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_stored() {
+        let cache = LocalCache::new(1 << 20, |_| {});
+        let r = cache
+            .get_or_fetch(key("e"), async { Err::<Entry, _>("boom") })
+            .await;
+        assert_eq!(*r.unwrap_err(), "boom");
+        assert!(cache.get(&key("e")).await.is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! ddbcache: a DAX-style read-through caching proxy for Amazon DynamoDB.
+//!
+//! # Layout
+//! A request reads top to bottom through these modules:
+//! - [`server`]: client and admin listeners, body limit, graceful shutdown.
+//! - [`protocol`]: `X-Amz-Target` -> [`protocol::Operation`], DynamoDB error JSON, response headers.
+//! - [`plan`]: operation + body -> [`plan::Plan`] (read, write, table change, pass-through); pure.
+//! - [`cache`]: canonical keys, the moka tier, generation counters that make invalidation race-free.
+//! - [`schema`]: table key schemas from DescribeTable, dropped on table changes.
+//! - [`upstream`]: where misses and writes go (embedded dynoxide, any HTTP endpoint, AWS with SigV4).
+//! - [`metrics`]: Prometheus counters and histograms, registered on a registry we own.
+//! - [`config`]: the configuration tree and its loading.
+//! - [`error`]: the one error type.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod plan;
+pub mod protocol;
+pub mod schema;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{Running, start};

@@ -1,0 +1,211 @@
+//! Prometheus metrics, registered on a registry the proxy owns (no globals). Counter names
+//! follow DAX's CloudWatch metrics so operators recognise them.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder, core::Collector,
+};
+
+/// How a request was answered, as the `cache_status` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache (including a fetch shared with a concurrent miss).
+    Hit,
+    /// A cacheable read that went upstream.
+    Miss,
+    /// A read that is never cached (ConsistentRead, TransactGetItems, unknown schema...).
+    Bypass,
+    /// A cached "no such item".
+    NegativeHit,
+    /// Not a read: writes, table operations, pass-through, local errors.
+    None,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+            CacheStatus::NegativeHit => "negative_hit",
+            CacheStatus::None => "none",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub item_hits: IntCounterVec,
+    pub item_misses: IntCounterVec,
+    pub query_hits: IntCounterVec,
+    pub query_misses: IntCounterVec,
+    pub invalidations: IntCounterVec,
+    pub evictions: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub rcu_saved: prometheus::CounterVec,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub hit_latency: Histogram,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    register(registry, &c);
+    c
+}
+
+fn register(registry: &Registry, c: &(impl Collector + Clone + 'static)) {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Metrics {
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "ddbcache_upstream_request_duration_seconds",
+                "Time from sending a request upstream to having its whole response",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
+            &["operation"],
+        )
+        .expect("valid metric");
+        register(registry, &upstream_latency);
+        let hit_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "ddbcache_cache_hit_duration_seconds",
+                "Time to answer a cache hit, from a parsed request to a built response",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_001, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        register(registry, &hit_latency);
+        let rcu_saved = prometheus::CounterVec::new(
+            Opts::new(
+                "ddbcache_read_capacity_units_saved_total",
+                "Estimated eventually consistent read capacity units that cache hits saved \
+                 (0.5 per started 4 KB of response)",
+            ),
+            &["table"],
+        )
+        .expect("valid metric");
+        register(registry, &rcu_saved);
+        let cache_entries = IntGauge::new(
+            "ddbcache_cache_entries",
+            "Entries in the in-process cache tier (includes superseded ones not yet evicted)",
+        )
+        .expect("valid metric");
+        register(registry, &cache_entries);
+        let cache_bytes = IntGauge::new(
+            "ddbcache_cache_bytes",
+            "Weighted bytes in the in-process cache tier (keys, bodies and per-entry overhead)",
+        )
+        .expect("valid metric");
+        register(registry, &cache_bytes);
+        Metrics {
+            requests: counter(
+                registry,
+                "ddbcache_requests_total",
+                "Client requests by operation and how the cache answered",
+                &["operation", "cache_status"],
+            ),
+            upstream_requests: counter(
+                registry,
+                "ddbcache_upstream_requests_total",
+                "Requests sent upstream, including the proxy's own DescribeTable lookups",
+                &["operation"],
+            ),
+            upstream_errors: counter(
+                registry,
+                "ddbcache_upstream_errors_total",
+                "Upstream requests that got no HTTP response (unreachable, reset, timeout)",
+                &["operation", "type"],
+            ),
+            upstream_latency,
+            item_hits: counter(
+                registry,
+                "ddbcache_item_cache_hits_total",
+                "GetItem requests answered from the item cache (negative hits included)",
+                &["table"],
+            ),
+            item_misses: counter(
+                registry,
+                "ddbcache_item_cache_misses_total",
+                "Cacheable GetItem requests that went upstream",
+                &["table"],
+            ),
+            query_hits: counter(
+                registry,
+                "ddbcache_query_cache_hits_total",
+                "Query and Scan requests answered from the query cache",
+                &["table"],
+            ),
+            query_misses: counter(
+                registry,
+                "ddbcache_query_cache_misses_total",
+                "Cacheable Query and Scan requests that went upstream",
+                &["table"],
+            ),
+            invalidations: counter(
+                registry,
+                "ddbcache_invalidations_total",
+                "Invalidations applied, by table and scope (partition or table)",
+                &["table", "scope"],
+            ),
+            evictions: counter(
+                registry,
+                "ddbcache_cache_evictions_total",
+                "Entries removed from the in-process tier, by cause",
+                &["cause"],
+            ),
+            errors: counter(
+                registry,
+                "ddbcache_errors_total",
+                "Errors the proxy answered itself, by type",
+                &["type"],
+            ),
+            rcu_saved,
+            cache_entries,
+            cache_bytes,
+            hit_latency,
+            registry: registry.clone(),
+        }
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_dax_style_names() {
+        let m = Metrics::register(&Registry::new());
+        m.item_hits.with_label_values(&["Orders"]).inc();
+        m.requests
+            .with_label_values(&["GetItem", CacheStatus::Hit.as_str()])
+            .inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains("ddbcache_item_cache_hits_total{table=\"Orders\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ddbcache_requests_total{cache_status=\"hit\",operation=\"GetItem\"} 1")
+        );
+    }
+}

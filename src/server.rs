@@ -1,0 +1,756 @@
+//! The listeners and the request path: accept (HTTP/1.1 keep-alive), body limit, decode,
+//! plan, cache or upstream, invalidate, reply; the admin listener (`/metrics`, `/healthz`,
+//! `/readyz`); graceful shutdown.
+
+use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::{CacheStatus, Metrics};
+use crate::plan::{self, CapacityReport, Plan, ReadKind, ReadPlan};
+use crate::protocol::{self, AMZ_JSON, Operation, response};
+use crate::schema::{Schemas, TableSchema, parse_describe_table};
+use crate::upstream::{self, Upstream, UpstreamRequest, UpstreamResponse};
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Knobs for tests, not for users.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Stamps fills with the generations seen *after* the upstream answered, instead of before
+    /// the fetch began: the classic stale-fill race. Only for proving the race test can fail.
+    #[doc(hidden)]
+    pub disable_race_protection: bool,
+}
+
+/// A started proxy.
+pub struct Running {
+    /// The client listener's address (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to a deadline), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, Error> {
+    start_with_options(config, StartOptions::default()).await
+}
+
+pub async fn start_with_options(config: Config, options: StartOptions) -> Result<Running, Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("binding listen address {}", config.listen), e))?;
+    let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
+        Error::io(
+            format!("binding admin_listen address {}", config.admin_listen),
+            e,
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listen address", e))?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| Error::io("reading the admin address", e))?;
+
+    let upstream = upstream::build(&config.upstream).await?;
+    tracing::info!(upstream = %upstream.describe(), "upstream ready");
+    let metrics = Metrics::register(&prometheus::Registry::new());
+    let evictions = metrics.evictions.clone();
+    let cache = LocalCache::new(config.cache.capacity_bytes, move |cause| {
+        let label = match cause {
+            moka::notification::RemovalCause::Expired => "expired",
+            moka::notification::RemovalCause::Size => "size",
+            moka::notification::RemovalCause::Replaced => "replaced",
+            moka::notification::RemovalCause::Explicit => "explicit",
+        };
+        evictions.with_label_values(&[label]).inc();
+    });
+    let (stop, stopped) = watch::channel(false);
+    let proxy = Arc::new(Proxy {
+        config,
+        options,
+        addr,
+        upstream,
+        cache,
+        generations: Generations::new(),
+        schemas: Schemas::new(),
+        metrics,
+        stopping: stopped.clone(),
+    });
+
+    let p = proxy.clone();
+    let client_service = move |req| {
+        let p = p.clone();
+        async move { Ok::<_, Infallible>(p.handle(req).await) }
+    };
+    let p = proxy.clone();
+    let admin_service = move |req| {
+        let p = p.clone();
+        async move { Ok::<_, Infallible>(p.admin(req).await) }
+    };
+    let tasks = vec![
+        tokio::spawn(serve(listener, client_service, stopped.clone())),
+        tokio::spawn(serve(admin, admin_service, stopped)),
+    ];
+    Ok(Running {
+        addr,
+        admin_addr,
+        stop,
+        tasks,
+    })
+}
+
+/// Accepts connections until `stop` turns true, then waits for open connections to finish
+/// their in-flight request (idle keep-alive connections are closed).
+async fn serve<S, F>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>)
+where
+    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<response::Reply, Infallible>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service_fn(service.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown deadline passed with requests still in flight");
+    }
+}
+
+struct Proxy {
+    config: Config,
+    options: StartOptions,
+    addr: SocketAddr,
+    upstream: Arc<dyn Upstream>,
+    cache: LocalCache,
+    generations: Generations,
+    schemas: Schemas,
+    metrics: Metrics,
+    stopping: watch::Receiver<bool>,
+}
+
+/// What a shared fetch ended with when it produced no cache entry.
+enum Uncached {
+    /// An HTTP response that is not cached (not 200, or a zero TTL).
+    Response(UpstreamResponse),
+    /// No HTTP response at all.
+    Failed(Error),
+}
+
+/// The content type replies use: the request's own, when it is plain JSON.
+fn reply_content_type(headers: &HeaderMap) -> HeaderValue {
+    let base = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    match base {
+        Some(ct) if ct.eq_ignore_ascii_case("application/json") => {
+            HeaderValue::from_static("application/json")
+        }
+        _ => HeaderValue::from_static(AMZ_JSON),
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes. An oversized body is drained (and
+/// discarded) so the connection stays usable.
+async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        drain(&mut body).await;
+        return Err(Error::PayloadTooLarge { size: len, limit });
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Serialization(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                let size = (buf.len() + data.len()) as u64;
+                drain(&mut body).await;
+                return Err(Error::PayloadTooLarge { size, limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Discards the rest of a body, up to a bound past which the connection is given up.
+async fn drain(body: &mut Incoming) {
+    let mut left: usize = 64 * 1024 * 1024;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            left = left.saturating_sub(data.len());
+            if left == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// Removes `ConsumedCapacity` from a stored body: a hit reports its own (zero).
+fn strip_consumed_capacity(body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut map)) if map.contains_key("ConsumedCapacity") => {
+            map.remove("ConsumedCapacity");
+            Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"))
+        }
+        _ => body.clone(),
+    }
+}
+
+/// True when a GetItem response holds an `Item`.
+fn has_item(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "Item", borrow, default)]
+        item: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.item.is_some())
+}
+
+/// A hit's body: the stored one, with zero `ConsumedCapacity` first when the request asked.
+fn replay_body(stored: &Bytes, capacity: CapacityReport, table: &str) -> Bytes {
+    let consumed = match capacity {
+        CapacityReport::None => return stored.clone(),
+        CapacityReport::Total => serde_json::json!({"TableName": table, "CapacityUnits": 0.0}),
+        CapacityReport::Indexes => serde_json::json!({
+            "TableName": table, "CapacityUnits": 0.0, "Table": {"CapacityUnits": 0.0}
+        }),
+    };
+    let Some(open) = stored.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return stored.clone();
+    };
+    if stored[open] != b'{' {
+        return stored.clone();
+    }
+    let rest = &stored[open + 1..];
+    let empty = rest
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'}');
+    let mut out = Vec::with_capacity(stored.len() + 96);
+    out.extend_from_slice(b"{\"ConsumedCapacity\":");
+    out.extend_from_slice(&serde_json::to_vec(&consumed).expect("JSON serialises"));
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+impl Proxy {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> response::Reply {
+        let (parts, body) = req.into_parts();
+        let content_type = reply_content_type(&parts.headers);
+        let body = match read_body(body, &parts.headers, self.config.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => return self.local_error(None, e, &content_type),
+        };
+        if parts.method != Method::POST || parts.uri.path() != "/" {
+            // Not a DynamoDB API call (health checks of local engines, ...): forwarded as is.
+            return self.forward("other", &parts, body, CacheStatus::None).await;
+        }
+        let target = parts.headers.get("x-amz-target").map(HeaderValue::as_bytes);
+        let op = match protocol::parse_target(target) {
+            Ok(op) => op,
+            Err(e) => return self.local_error(None, e, &content_type),
+        };
+        let request = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                let e = Error::Serialization("the request body must be a JSON object".into());
+                return self.local_error(Some(op), e, &content_type);
+            }
+            Err(e) => {
+                let e = Error::Serialization(format!("the request body is not valid JSON: {e}"));
+                return self.local_error(Some(op), e, &content_type);
+            }
+        };
+
+        let mut schemas: Vec<(String, Arc<TableSchema>)> = Vec::new();
+        for table in plan::tables_to_describe(op, &request) {
+            if let Some(s) = self.schema(&table, &parts.headers).await {
+                schemas.push((table, s));
+            }
+        }
+        let schema_of = |t: &str| {
+            schemas
+                .iter()
+                .find(|(name, _)| name == t)
+                .map(|(_, s)| s.as_ref())
+        };
+        match plan::plan(op, &request, schema_of) {
+            Plan::Read(read) => self.read(op, read, &parts, body, &content_type).await,
+            Plan::Bypass => {
+                self.forward(op.as_str(), &parts, body, CacheStatus::Bypass)
+                    .await
+            }
+            Plan::PassThrough => {
+                self.forward(op.as_str(), &parts, body, CacheStatus::None)
+                    .await
+            }
+            Plan::Write(invalidations) => {
+                self.invalidate(&invalidations);
+                let reply = self
+                    .forward(op.as_str(), &parts, body, CacheStatus::None)
+                    .await;
+                // Again after the answer, whatever it was: a timeout may have applied the write.
+                self.invalidate(&invalidations);
+                reply
+            }
+            Plan::TableChange(table) => {
+                let inv = [Invalidation::Table(table.clone())];
+                self.invalidate(&inv);
+                self.schemas.forget(&table).await;
+                let reply = self
+                    .forward(op.as_str(), &parts, body, CacheStatus::None)
+                    .await;
+                self.schemas.forget(&table).await;
+                self.invalidate(&inv);
+                reply
+            }
+            Plan::DescribeEndpoints => self.describe_endpoints(&parts.headers, &content_type),
+        }
+    }
+
+    fn invalidate(&self, invalidations: &[Invalidation]) {
+        for inv in invalidations {
+            self.generations.bump(inv);
+            self.metrics
+                .invalidations
+                .with_label_values(&[inv.table(), inv.label()])
+                .inc();
+        }
+    }
+
+    fn count(&self, op: &str, status: CacheStatus) {
+        self.metrics
+            .requests
+            .with_label_values(&[op, status.as_str()])
+            .inc();
+    }
+
+    fn local_error(
+        &self,
+        op: Option<Operation>,
+        e: Error,
+        content_type: &HeaderValue,
+    ) -> response::Reply {
+        tracing::debug!(error = %e, "refused a request");
+        self.metrics
+            .errors
+            .with_label_values(&[e.metric_label()])
+            .inc();
+        self.count(op.map_or("unknown", Operation::as_str), CacheStatus::None);
+        response::error(&e, content_type)
+    }
+
+    /// Sends to upstream, counting and timing it.
+    async fn send(&self, op: &str, request: UpstreamRequest) -> Result<UpstreamResponse, Error> {
+        self.metrics
+            .upstream_requests
+            .with_label_values(&[op])
+            .inc();
+        let started = Instant::now();
+        let result = self.upstream.send(request).await;
+        self.metrics
+            .upstream_latency
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            tracing::warn!(operation = op, error = %e, "upstream request failed");
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[op, e.metric_label()])
+                .inc();
+        }
+        result
+    }
+
+    fn upstream_request(parts: &Parts, body: Bytes) -> UpstreamRequest {
+        UpstreamRequest {
+            method: parts.method.clone(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+            headers: parts.headers.clone(),
+            body,
+        }
+    }
+
+    /// Forwards the request untouched and passes the answer back untouched.
+    async fn forward(
+        &self,
+        op: &str,
+        parts: &Parts,
+        body: Bytes,
+        status: CacheStatus,
+    ) -> response::Reply {
+        self.count(op, status);
+        match self.send(op, Self::upstream_request(parts, body)).await {
+            Ok(r) => response::forwarded(r.status, &r.headers, r.body),
+            Err(e) => {
+                self.metrics
+                    .errors
+                    .with_label_values(&[e.metric_label()])
+                    .inc();
+                response::error(&e, &reply_content_type(&parts.headers))
+            }
+        }
+    }
+
+    /// The key schema of `table`, from DescribeTable on first use. The client's own credential
+    /// headers go along, so engines that keep tables per access key (DynamoDB Local) answer for
+    /// the right tables; with `aws` they are replaced by the proxy's signature.
+    async fn schema(&self, table: &str, client_headers: &HeaderMap) -> Option<Arc<TableSchema>> {
+        let load = async {
+            let mut headers = HeaderMap::new();
+            for name in crate::upstream::aws::CLIENT_AUTH_HEADERS {
+                if let Some(v) = client_headers.get(*name) {
+                    headers.insert(*name, v.clone());
+                }
+            }
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
+            headers.insert(
+                "x-amz-target",
+                HeaderValue::from_static("DynamoDB_20120810.DescribeTable"),
+            );
+            let body = serde_json::to_vec(&serde_json::json!({ "TableName": table }))
+                .expect("JSON serialises");
+            let request = UpstreamRequest {
+                method: Method::POST,
+                path_and_query: "/".into(),
+                headers,
+                body: Bytes::from(body),
+            };
+            let resp = self.send("DescribeTable", request).await?;
+            if resp.status != StatusCode::OK {
+                return Err(Error::Internal(format!(
+                    "DescribeTable answered {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                )));
+            }
+            parse_describe_table(&resp.body)
+                .map(Arc::new)
+                .ok_or_else(|| Error::Internal("DescribeTable answer has no key schema".into()))
+        };
+        match self.schemas.get_or_load(table, load).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(table, error = %e, "no schema: reads bypass the cache, writes invalidate the table");
+                None
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        op: Operation,
+        read: ReadPlan,
+        parts: &Parts,
+        body: Bytes,
+        content_type: &HeaderValue,
+    ) -> response::Reply {
+        let started = Instant::now();
+        let stamp = self.generations.stamp(&read.scope);
+        let key = CacheKey {
+            request: Arc::from(read.key.as_slice()),
+            stamp,
+        };
+        if let Some(entry) = self.cache.get(&key).await {
+            return self.hit(op, &read, &entry, content_type, started);
+        }
+        let (hits, misses) = match read.kind {
+            ReadKind::Item => (&self.metrics.item_hits, &self.metrics.item_misses),
+            ReadKind::Query => (&self.metrics.query_hits, &self.metrics.query_misses),
+        };
+        let request = Self::upstream_request(parts, body);
+        if self.options.disable_race_protection {
+            misses.with_label_values(&[&read.table]).inc();
+            self.count(op.as_str(), CacheStatus::Miss);
+            return match self.send(op.as_str(), request).await {
+                Ok(resp) => {
+                    if let Some(entry) = self.admit(&read, &resp) {
+                        let late = CacheKey {
+                            request: key.request.clone(),
+                            stamp: self.generations.stamp(&read.scope),
+                        };
+                        self.cache.insert(late, entry).await;
+                    }
+                    response::forwarded(resp.status, &resp.headers, resp.body)
+                }
+                Err(e) => response::error(&e, content_type),
+            };
+        }
+
+        let ran = AtomicBool::new(false);
+        let own: std::sync::Mutex<Option<UpstreamResponse>> = std::sync::Mutex::new(None);
+        let fetch = async {
+            ran.store(true, Ordering::Relaxed);
+            match self.send(op.as_str(), request).await {
+                Err(e) => Err(Uncached::Failed(e)),
+                Ok(resp) => match self.admit(&read, &resp) {
+                    Some(entry) => {
+                        *own.lock().expect("not poisoned") = Some(resp);
+                        Ok(entry)
+                    }
+                    None => Err(Uncached::Response(resp)),
+                },
+            }
+        };
+        let result = self.cache.get_or_fetch(key, fetch).await;
+        let fetched = ran.load(Ordering::Relaxed);
+        if fetched {
+            misses.with_label_values(&[&read.table]).inc();
+        }
+        match result {
+            Ok(entry) => match own.into_inner().expect("not poisoned") {
+                Some(resp) => {
+                    self.count(op.as_str(), CacheStatus::Miss);
+                    response::forwarded(resp.status, &resp.headers, resp.body)
+                }
+                // Another request's fetch, started under the same stamp, answered for us.
+                None => {
+                    hits.with_label_values(&[&read.table]).inc();
+                    self.hit(op, &read, &entry, content_type, started)
+                }
+            },
+            Err(uncached) => {
+                if !fetched {
+                    misses.with_label_values(&[&read.table]).inc();
+                }
+                self.count(op.as_str(), CacheStatus::Miss);
+                match uncached.as_ref() {
+                    Uncached::Response(r) => {
+                        response::forwarded(r.status, &r.headers, r.body.clone())
+                    }
+                    Uncached::Failed(e) => {
+                        self.metrics
+                            .errors
+                            .with_label_values(&[e.metric_label()])
+                            .inc();
+                        response::error(e, content_type)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entry a 200 response makes, or None when it is not cached (not 200, zero TTL).
+    fn admit(&self, read: &ReadPlan, resp: &UpstreamResponse) -> Option<Entry> {
+        if resp.status != StatusCode::OK {
+            return None;
+        }
+        let body = match read.capacity {
+            CapacityReport::None => resp.body.clone(),
+            _ => strip_consumed_capacity(&resp.body),
+        };
+        let negative = read.kind == ReadKind::Item && !has_item(&body);
+        let ttls = self
+            .config
+            .cache
+            .ttl
+            .for_table(&self.config.cache.tables, &read.table);
+        let ttl = match (read.kind, negative) {
+            (ReadKind::Item, true) => ttls.negative,
+            (ReadKind::Item, false) => ttls.item,
+            (ReadKind::Query, _) => ttls.query,
+        };
+        (!ttl.is_zero()).then_some(Entry {
+            body,
+            ttl,
+            negative,
+        })
+    }
+
+    fn hit(
+        &self,
+        op: Operation,
+        read: &ReadPlan,
+        entry: &Entry,
+        content_type: &HeaderValue,
+        started: Instant,
+    ) -> response::Reply {
+        let m = &self.metrics;
+        match read.kind {
+            ReadKind::Item => m.item_hits.with_label_values(&[&read.table]).inc(),
+            ReadKind::Query => m.query_hits.with_label_values(&[&read.table]).inc(),
+        }
+        let status = if entry.negative {
+            CacheStatus::NegativeHit
+        } else {
+            CacheStatus::Hit
+        };
+        self.count(op.as_str(), status);
+        let units = entry.body.len().div_ceil(4096).max(1) as f64 * 0.5;
+        m.rcu_saved.with_label_values(&[&read.table]).inc_by(units);
+        let body = replay_body(&entry.body, read.capacity, &read.table);
+        let reply = response::local(StatusCode::OK, content_type, body);
+        m.hit_latency.observe(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    /// DescribeEndpoints names the proxy itself, so SDKs with endpoint discovery keep using it.
+    fn describe_endpoints(
+        &self,
+        headers: &HeaderMap,
+        content_type: &HeaderValue,
+    ) -> response::Reply {
+        self.count(Operation::DescribeEndpoints.as_str(), CacheStatus::None);
+        let address = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map_or_else(|| self.addr.to_string(), str::to_string);
+        let body = serde_json::json!({
+            "Endpoints": [{ "Address": address, "CachePeriodInMinutes": 1440 }]
+        });
+        response::local(
+            StatusCode::OK,
+            content_type,
+            Bytes::from(serde_json::to_vec(&body).expect("JSON serialises")),
+        )
+    }
+
+    async fn admin(self: Arc<Self>, req: Request<Incoming>) -> response::Reply {
+        let text = |status: StatusCode, body: Bytes, ct: &'static str| {
+            let mut r = http::Response::new(Full::new(body));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r
+        };
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let (entries, bytes) = self.cache.usage().await;
+                self.metrics.cache_entries.set(entries as i64);
+                self.metrics.cache_bytes.set(bytes as i64);
+                text(
+                    StatusCode::OK,
+                    Bytes::from(self.metrics.render()),
+                    "text/plain; version=0.0.4",
+                )
+            }
+            (&Method::GET, "/healthz") => {
+                text(StatusCode::OK, Bytes::from_static(b"ok\n"), "text/plain")
+            }
+            (&Method::GET, "/readyz") => {
+                if *self.stopping.borrow() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Bytes::from_static(b"shutting down\n"),
+                        "text/plain",
+                    )
+                } else {
+                    text(StatusCode::OK, Bytes::from_static(b"ready\n"), "text/plain")
+                }
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                Bytes::from_static(b"not found: try /metrics, /healthz or /readyz\n"),
+                "text/plain",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_adds_zero_capacity_only_when_asked() {
+        let stored = Bytes::from_static(br#"{"Item":{"pk":{"S":"a"}}}"#);
+        assert_eq!(replay_body(&stored, CapacityReport::None, "T"), stored);
+        let total: Value =
+            serde_json::from_slice(&replay_body(&stored, CapacityReport::Total, "T")).unwrap();
+        assert_eq!(total["ConsumedCapacity"]["CapacityUnits"], 0.0);
+        assert_eq!(total["ConsumedCapacity"]["TableName"], "T");
+        assert_eq!(total["Item"]["pk"]["S"], "a");
+        let empty: Value = serde_json::from_slice(&replay_body(
+            &Bytes::from_static(b"{}"),
+            CapacityReport::Indexes,
+            "T",
+        ))
+        .unwrap();
+        assert_eq!(empty["ConsumedCapacity"]["Table"]["CapacityUnits"], 0.0);
+    }
+
+    #[test]
+    fn stored_bodies_lose_consumed_capacity() {
+        let body = Bytes::from_static(
+            br#"{"ConsumedCapacity":{"TableName":"T","CapacityUnits":0.5},"Item":{"a":{"S":"b"}}}"#,
+        );
+        let stripped: Value = serde_json::from_slice(&strip_consumed_capacity(&body)).unwrap();
+        assert!(stripped.get("ConsumedCapacity").is_none());
+        assert_eq!(stripped["Item"]["a"]["S"], "b");
+    }
+
+    #[test]
+    fn negative_answers_are_recognised() {
+        assert!(has_item(br#"{"Item":{"a":{"S":"b"}}}"#));
+        assert!(!has_item(b"{}"));
+        assert!(!has_item(br#"{"ConsumedCapacity":{"CapacityUnits":0.5}}"#));
+    }
+}
