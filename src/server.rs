@@ -65,6 +65,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 }
 
 pub async fn start_with_options(config: Config, options: StartOptions) -> Result<Running, Error> {
+    config
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding listen address {}", config.listen), e))?;

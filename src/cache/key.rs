@@ -59,12 +59,10 @@ pub fn read_key(operation: &str, table: &str, request: &Map<String, Value>) -> V
 
 /// A table name as DynamoDB resolves it: a table ARN (`arn:...:table/Name`) names `Name`.
 pub fn table_name(raw: &str) -> &str {
-    if raw.starts_with("arn:") {
-        if let Some((_, name)) = raw.split_once(":table/") {
-            return name.split('/').next().unwrap_or(name);
-        }
+    match raw.split_once(":table/") {
+        Some((_, name)) if raw.starts_with("arn:") => name.split('/').next().unwrap_or(name),
+        _ => raw,
     }
-    raw
 }
 
 /// The canonical text of an attribute value, used for partition tags: two values DynamoDB
