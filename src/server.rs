@@ -525,9 +525,9 @@ impl Proxy {
         if let Some(entry) = self.cache.get(&key).await {
             return self.hit(op, &read, &entry, content_type, started);
         }
-        let (hits, misses) = match read.kind {
-            ReadKind::Item => (&self.metrics.item_hits, &self.metrics.item_misses),
-            ReadKind::Query => (&self.metrics.query_hits, &self.metrics.query_misses),
+        let misses = match read.kind {
+            ReadKind::Item => &self.metrics.item_misses,
+            ReadKind::Query => &self.metrics.query_misses,
         };
         let request = Self::upstream_request(parts, body);
         if self.options.disable_race_protection {
@@ -575,10 +575,7 @@ impl Proxy {
                     response::forwarded(resp.status, &resp.headers, resp.body)
                 }
                 // Another request's fetch, started under the same stamp, answered for us.
-                None => {
-                    hits.with_label_values(&[&read.table]).inc();
-                    self.hit(op, &read, &entry, content_type, started)
-                }
+                None => self.hit(op, &read, &entry, content_type, started),
             },
             Err(uncached) => {
                 if !fetched {

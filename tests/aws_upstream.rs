@@ -283,14 +283,12 @@ async fn aws_upstream_resigns_every_request_with_chain_credentials() {
         );
     }
 
-    let seen = seen.lock().unwrap();
-    assert!(
-        seen.invalid.is_empty(),
-        "bad signatures: {:?}",
-        seen.invalid
-    );
-    let targets: Vec<&str> = seen
-        .valid
+    let (valid, invalid) = {
+        let seen = seen.lock().unwrap();
+        (seen.valid.clone(), seen.invalid.clone())
+    };
+    assert!(invalid.is_empty(), "bad signatures: {invalid:?}");
+    let targets: Vec<&str> = valid
         .iter()
         .map(|t| t.rsplit('.').next().unwrap())
         .collect();

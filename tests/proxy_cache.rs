@@ -13,7 +13,10 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Get, Put, PutRequest, ReturnConsumedCapacity,
     ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem, Update, WriteRequest,
 };
-use common::{GSI, LSI, Metrics, TestProxy, UpstreamKind, attr, create_table, item, key, s};
+use common::{
+    GSI, LSI, Metrics, TestProxy, UpstreamKind, attr, create_numeric_table, create_table, item,
+    key, s,
+};
 
 const TABLE: &str = "cache_t";
 
@@ -27,7 +30,11 @@ struct Ctx {
 
 impl Ctx {
     async fn new(kind: UpstreamKind) -> Ctx {
-        let proxy = TestProxy::start(kind).await;
+        Self::new_with(kind, |_| {}).await
+    }
+
+    async fn new_with(kind: UpstreamKind, configure: impl FnOnce(&mut ddbcache::Config)) -> Ctx {
+        let proxy = TestProxy::start_with(kind, configure).await;
         let c = proxy.client();
         create_table(&c, TABLE).await;
         Ctx { proxy, c }
@@ -966,36 +973,231 @@ async fn transact_get_items_bypasses_cache(kind: UpstreamKind) {
     ctx.close().await;
 }
 
-async fn partiql_update_invalidates(kind: UpstreamKind) {
+async fn partiql_execute_statement_update_invalidates(kind: UpstreamKind) {
+    partiql_write_invalidates(kind, async |c: &Client| {
+        c.execute_statement()
+            .statement(partiql_update())
+            .send()
+            .await
+            .expect("ExecuteStatement UPDATE");
+    })
+    .await
+}
+
+/// Item p1/a (v=1) cached along with its partition query; `write` changes v to 5 by PartiQL.
+async fn partiql_write_invalidates(kind: UpstreamKind, write: impl AsyncFnOnce(&Client)) {
     let ctx = Ctx::new(kind).await;
     ctx.put(&[("pk", "p1"), ("sk", "a"), ("v", "1")]).await;
     for _ in 0..2 {
         assert_eq!(ctx.get_v("p1", "a").await.as_deref(), Some("1"));
         assert_eq!(ctx.query("p1").await, pairs(&[("a", "1")]));
     }
-    ctx.c
-        .execute_statement()
-        .statement(format!(
-            "UPDATE \"{TABLE}\" SET v = '5' WHERE pk = 'p1' AND sk = 'a'"
-        ))
-        .send()
-        .await
-        .expect("ExecuteStatement UPDATE");
-
+    write(&ctx.c).await;
     let m0 = ctx.m().await;
     assert_eq!(
         ctx.get_v("p1", "a").await.as_deref(),
         Some("5"),
-        "GetItem after PartiQL UPDATE"
+        "GetItem after the PartiQL write"
     );
     assert_eq!(
         ctx.query("p1").await,
         pairs(&[("a", "5")]),
-        "Query after PartiQL UPDATE"
+        "Query after the PartiQL write"
     );
     let m1 = ctx.m().await;
     assert_eq!(d(&m1, &m0, |m| m.upstream("GetItem")), 1.0);
     assert_eq!(d(&m1, &m0, |m| m.upstream("Query")), 1.0);
+    ctx.close().await;
+}
+
+fn partiql_update() -> String {
+    format!("UPDATE \"{TABLE}\" SET v = '5' WHERE pk = 'p1' AND sk = 'a'")
+}
+
+async fn partiql_batch_execute_statement_invalidates(kind: UpstreamKind) {
+    partiql_write_invalidates(kind, async |c: &Client| {
+        let out = c
+            .batch_execute_statement()
+            .statements(
+                aws_sdk_dynamodb::types::BatchStatementRequest::builder()
+                    .statement(partiql_update())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("BatchExecuteStatement");
+        let errors: Vec<_> = out.responses().iter().filter_map(|r| r.error()).collect();
+        assert!(
+            errors.is_empty(),
+            "BatchExecuteStatement errors: {errors:?}"
+        );
+    })
+    .await
+}
+
+async fn partiql_execute_transaction_invalidates(kind: UpstreamKind) {
+    partiql_write_invalidates(kind, async |c: &Client| {
+        c.execute_transaction()
+            .transact_statements(
+                aws_sdk_dynamodb::types::ParameterizedStatement::builder()
+                    .statement(format!(
+                        "UPDATE \"{TABLE}\" SET v = ? WHERE pk = ? AND sk = ?"
+                    ))
+                    .parameters(s("5"))
+                    .parameters(s("p1"))
+                    .parameters(s("a"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("ExecuteTransaction");
+    })
+    .await
+}
+
+/// A number partition key written as "1.00" is the partition read as "1" and "10E-1".
+async fn numeric_key_spellings_share_a_partition(kind: UpstreamKind) {
+    const NUM: &str = "num_t";
+    let ctx = Ctx::new(kind).await;
+    create_numeric_table(&ctx.c, NUM).await;
+    let n = |v: &str| AttributeValue::N(v.to_string());
+    ctx.c
+        .put_item()
+        .table_name(NUM)
+        .item("pk", n("1"))
+        .item("v", s("old"))
+        .send()
+        .await
+        .expect("PutItem");
+    let get = |spelling: &'static str| {
+        ctx.c
+            .get_item()
+            .table_name(NUM)
+            .key("pk", n(spelling))
+            .send()
+    };
+    let query = || {
+        ctx.c
+            .query()
+            .table_name(NUM)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", n("10E-1"))
+            .send()
+    };
+    for _ in 0..2 {
+        let g = get("1").await.expect("GetItem");
+        assert_eq!(attr(g.item().expect("item"), "v").as_deref(), Some("old"));
+        let q = query().await.expect("Query");
+        assert_eq!(attr(&q.items()[0], "v").as_deref(), Some("old"));
+    }
+    let m0 = ctx.m().await;
+    get("1").await.expect("GetItem");
+    query().await.expect("Query");
+    let m1 = ctx.m().await;
+    assert_eq!(d(&m1, &m0, |m| m.upstream("GetItem")), 0.0, "cached");
+    assert_eq!(d(&m1, &m0, |m| m.upstream("Query")), 0.0, "cached");
+
+    ctx.c
+        .update_item()
+        .table_name(NUM)
+        .key("pk", n("1.00"))
+        .update_expression("SET v = :v")
+        .expression_attribute_values(":v", s("new"))
+        .send()
+        .await
+        .expect("UpdateItem");
+    let g = get("1").await.expect("GetItem");
+    assert_eq!(
+        attr(g.item().expect("item"), "v").as_deref(),
+        Some("new"),
+        "a write keyed 1.00 must invalidate reads keyed 1"
+    );
+    let q = query().await.expect("Query");
+    assert_eq!(
+        attr(&q.items()[0], "v").as_deref(),
+        Some("new"),
+        "a write keyed 1.00 must invalidate queries on 10E-1"
+    );
+    ctx.close().await;
+}
+
+/// TTLs: a per-table override expires entries of that table; other tables keep the default.
+async fn ttl_per_table_override_expires_entries(kind: UpstreamKind) {
+    let short = std::time::Duration::from_millis(300);
+    let ctx = Ctx::new_with(kind, |c| {
+        c.cache.tables.insert(
+            TABLE.to_string(),
+            ddbcache::config::TableTtlConfig {
+                item: Some(short),
+                query: Some(short),
+                negative: Some(short),
+            },
+        );
+    })
+    .await;
+    create_table(&ctx.c, "long_ttl_t").await;
+    ctx.put(&[("pk", "p1"), ("sk", "a"), ("v", "1")]).await;
+    ctx.c
+        .put_item()
+        .table_name("long_ttl_t")
+        .set_item(Some(item(&[("pk", "p1"), ("sk", "a"), ("v", "1")])))
+        .send()
+        .await
+        .expect("PutItem long_ttl_t");
+    let get_long = || {
+        ctx.c
+            .get_item()
+            .table_name("long_ttl_t")
+            .set_key(Some(key("p1", "a")))
+            .send()
+    };
+
+    let m0 = ctx.m().await;
+    for _ in 0..2 {
+        assert_eq!(ctx.get_v("p1", "a").await.as_deref(), Some("1"));
+        ctx.query("p1").await;
+        assert_eq!(ctx.get("p1", "none").await, None);
+        get_long().await.expect("GetItem long_ttl_t");
+    }
+    let m1 = ctx.m().await;
+    assert_eq!(
+        d(&m1, &m0, |m| m.upstream("GetItem")),
+        3.0,
+        "second round is all hits"
+    );
+    assert_eq!(d(&m1, &m0, |m| m.upstream("Query")), 1.0);
+
+    tokio::time::sleep(short * 3).await;
+    assert_eq!(ctx.get_v("p1", "a").await.as_deref(), Some("1"));
+    let m2 = ctx.m().await;
+    assert_eq!(
+        d(&m2, &m1, |m| m.upstream("GetItem")),
+        1.0,
+        "item entry must expire after its TTL"
+    );
+    ctx.query("p1").await;
+    let m3 = ctx.m().await;
+    assert_eq!(
+        d(&m3, &m2, |m| m.upstream("Query")),
+        1.0,
+        "query entry must expire after its TTL"
+    );
+    assert_eq!(ctx.get("p1", "none").await, None);
+    let m4 = ctx.m().await;
+    assert_eq!(
+        d(&m4, &m3, |m| m.upstream("GetItem")),
+        1.0,
+        "negative entry must expire after its TTL"
+    );
+    get_long().await.expect("GetItem long_ttl_t");
+    let m5 = ctx.m().await;
+    assert_eq!(
+        d(&m5, &m4, |m| m.upstream("GetItem")),
+        0.0,
+        "the other table keeps the default TTL"
+    );
     ctx.close().await;
 }
 
@@ -1205,7 +1407,11 @@ over_both_upstreams!(
     negative_result_cached_until_put,
     consistent_read_bypasses_cache,
     transact_get_items_bypasses_cache,
-    partiql_update_invalidates,
+    partiql_execute_statement_update_invalidates,
+    partiql_batch_execute_statement_invalidates,
+    partiql_execute_transaction_invalidates,
+    ttl_per_table_override_expires_entries,
+    numeric_key_spellings_share_a_partition,
     failed_conditional_write_returns_old_item_and_invalidates,
     recreated_table_does_not_serve_old_entries,
     consumed_capacity_zero_on_hit,

@@ -149,8 +149,11 @@ fn js_dir() -> &'static Path {
 
 // --------------------------------------------------------------- metrics --
 
+/// A metric sample: name, labels, value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, f64);
+
 /// Parses one Prometheus text-format sample line: `name{k="v",...} value [timestamp]`.
-fn parse_sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -232,12 +235,14 @@ async fn scrape_metrics(addr: std::net::SocketAddr) -> String {
 
 // -------------------------------------------------------------- scenario --
 
-/// Starts a proxy, runs `program args` against it with table `table`, checks
+/// Starts a proxy, runs the scenario `cmd` against it with table `table`, checks
 /// the proxy's cache metrics for that table, and stops the proxy.
 async fn run_scenario(client: &str, table: &str, mut cmd: tokio::process::Command) {
-    let mut config = ddbcache::Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    let config = ddbcache::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
     let running = ddbcache::server::start(config)
         .await
         .expect("start the proxy");
@@ -318,6 +323,7 @@ async fn run_scenario(client: &str, table: &str, mut cmd: tokio::process::Comman
         "{client}: expected a query cache miss on {table}, got {query_misses}; metrics:\n{ours}"
     );
 
+    eprintln!("[real_clients] {client}: proxy metrics for {table}:\n{ours}");
     let _ = running.shutdown().await;
 }
 

@@ -684,6 +684,26 @@ pub async fn create_simple_table(client: &Client, name: &str) {
     wait_active(client, name).await;
 }
 
+/// Create a table with only a number hash key `pk`.
+pub async fn create_numeric_table(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(kse("pk", KeyType::Hash))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+    wait_active(client, name).await;
+}
+
 async fn wait_active(client: &Client, name: &str) {
     for _ in 0..100 {
         let d = client
