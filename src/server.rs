@@ -2,6 +2,7 @@
 //! plan, cache or upstream, invalidate, reply; the admin listener (`/metrics`, `/healthz`,
 //! `/readyz`); graceful shutdown.
 
+use crate::cache::replay::{has_item, replay_body, strip_consumed_capacity};
 use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
 use crate::config::Config;
 use crate::error::Error;
@@ -248,57 +249,6 @@ async fn drain(body: &mut Incoming) {
             }
         }
     }
-}
-
-/// Removes `ConsumedCapacity` from a stored body: a hit reports its own (zero).
-fn strip_consumed_capacity(body: &Bytes) -> Bytes {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut map)) if map.contains_key("ConsumedCapacity") => {
-            map.remove("ConsumedCapacity");
-            Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"))
-        }
-        _ => body.clone(),
-    }
-}
-
-/// True when a GetItem response holds an `Item`.
-fn has_item(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(rename = "Item", borrow, default)]
-        item: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.item.is_some())
-}
-
-/// A hit's body: the stored one, with zero `ConsumedCapacity` first when the request asked.
-fn replay_body(stored: &Bytes, capacity: CapacityReport, table: &str) -> Bytes {
-    let consumed = match capacity {
-        CapacityReport::None => return stored.clone(),
-        CapacityReport::Total => serde_json::json!({"TableName": table, "CapacityUnits": 0.0}),
-        CapacityReport::Indexes => serde_json::json!({
-            "TableName": table, "CapacityUnits": 0.0, "Table": {"CapacityUnits": 0.0}
-        }),
-    };
-    let Some(open) = stored.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return stored.clone();
-    };
-    if stored[open] != b'{' {
-        return stored.clone();
-    }
-    let rest = &stored[open + 1..];
-    let empty = rest
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_none_or(|&b| b == b'}');
-    let mut out = Vec::with_capacity(stored.len() + 96);
-    out.extend_from_slice(b"{\"ConsumedCapacity\":");
-    out.extend_from_slice(&serde_json::to_vec(&consumed).expect("JSON serialises"));
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
-    Bytes::from(out)
 }
 
 impl Proxy {
@@ -712,45 +662,5 @@ impl Proxy {
                 "text/plain",
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_adds_zero_capacity_only_when_asked() {
-        let stored = Bytes::from_static(br#"{"Item":{"pk":{"S":"a"}}}"#);
-        assert_eq!(replay_body(&stored, CapacityReport::None, "T"), stored);
-        let total: Value =
-            serde_json::from_slice(&replay_body(&stored, CapacityReport::Total, "T")).unwrap();
-        assert_eq!(total["ConsumedCapacity"]["CapacityUnits"], 0.0);
-        assert_eq!(total["ConsumedCapacity"]["TableName"], "T");
-        assert_eq!(total["Item"]["pk"]["S"], "a");
-        let empty: Value = serde_json::from_slice(&replay_body(
-            &Bytes::from_static(b"{}"),
-            CapacityReport::Indexes,
-            "T",
-        ))
-        .unwrap();
-        assert_eq!(empty["ConsumedCapacity"]["Table"]["CapacityUnits"], 0.0);
-    }
-
-    #[test]
-    fn stored_bodies_lose_consumed_capacity() {
-        let body = Bytes::from_static(
-            br#"{"ConsumedCapacity":{"TableName":"T","CapacityUnits":0.5},"Item":{"a":{"S":"b"}}}"#,
-        );
-        let stripped: Value = serde_json::from_slice(&strip_consumed_capacity(&body)).unwrap();
-        assert!(stripped.get("ConsumedCapacity").is_none());
-        assert_eq!(stripped["Item"]["a"]["S"], "b");
-    }
-
-    #[test]
-    fn negative_answers_are_recognised() {
-        assert!(has_item(br#"{"Item":{"a":{"S":"b"}}}"#));
-        assert!(!has_item(b"{}"));
-        assert!(!has_item(br#"{"ConsumedCapacity":{"CapacityUnits":0.5}}"#));
     }
 }

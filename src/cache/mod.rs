@@ -3,6 +3,7 @@
 
 pub mod generation;
 pub mod key;
+pub mod replay;
 
 use bytes::Bytes;
 use moka::Expiry;
