@@ -3,7 +3,9 @@
 
 use moka::future::Cache;
 use serde::Deserialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// What the planner needs to know of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,10 +71,14 @@ pub fn parse_describe_table(body: &[u8]) -> Option<TableSchema> {
     })
 }
 
-/// Known schemas. Concurrent first uses of a table share one DescribeTable.
+/// Known schemas. Reads check a plain map (a read lock and one hash); concurrent first uses of
+/// a table share one DescribeTable through a moka cache that only coalesces loads.
 #[derive(Clone)]
 pub struct Schemas {
-    cache: Cache<String, Arc<TableSchema>>,
+    known: Arc<RwLock<HashMap<String, Arc<TableSchema>>>>,
+    loading: Cache<String, Arc<TableSchema>>,
+    /// Moves on every `forget`: a load that began before one is used but not kept.
+    epoch: Arc<AtomicU64>,
 }
 
 impl Default for Schemas {
@@ -84,7 +90,9 @@ impl Default for Schemas {
 impl Schemas {
     pub fn new() -> Self {
         Schemas {
-            cache: Cache::builder().max_capacity(100_000).build(),
+            known: Arc::default(),
+            loading: Cache::builder().max_capacity(10_000).build(),
+            epoch: Arc::default(),
         }
     }
 
@@ -95,14 +103,26 @@ impl Schemas {
         F: std::future::Future<Output = Result<Arc<TableSchema>, E>>,
         E: Send + Sync + 'static,
     {
-        if let Some(s) = self.cache.get(table).await {
-            return Ok(s);
+        if let Some(s) = self.known.read().expect("not poisoned").get(table) {
+            return Ok(s.clone());
         }
-        self.cache.try_get_with(table.to_string(), load).await
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let schema = self.loading.try_get_with(table.to_string(), load).await?;
+        self.loading.invalidate(table).await;
+        let mut known = self.known.write().expect("not poisoned");
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            known.insert(table.to_string(), schema.clone());
+        }
+        Ok(schema)
     }
 
     pub async fn forget(&self, table: &str) {
-        self.cache.invalidate(table).await;
+        {
+            let mut known = self.known.write().expect("not poisoned");
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            known.remove(table);
+        }
+        self.loading.invalidate(table).await;
     }
 }
 
@@ -128,5 +148,68 @@ mod tests {
         assert!(parse_describe_table(b"{}").is_none());
         assert!(parse_describe_table(b"not json").is_none());
         assert!(parse_describe_table(br#"{"Table":{"KeySchema":[]}}"#).is_none());
+    }
+
+    fn schema(pk: &str) -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            partition_key: pk.into(),
+            ..TableSchema::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn loads_once_and_forgets() {
+        let schemas = Schemas::new();
+        let first = schemas
+            .get_or_load("T", async { Ok::<_, ()>(schema("a")) })
+            .await
+            .unwrap();
+        assert_eq!(first.partition_key, "a");
+        // Known now: a second load is not run.
+        let again = schemas
+            .get_or_load("T", async { Err::<Arc<TableSchema>, _>(()) })
+            .await
+            .unwrap();
+        assert_eq!(again.partition_key, "a");
+        schemas.forget("T").await;
+        let reloaded = schemas
+            .get_or_load("T", async { Ok::<_, ()>(schema("b")) })
+            .await
+            .unwrap();
+        assert_eq!(reloaded.partition_key, "b");
+    }
+
+    #[tokio::test]
+    async fn a_load_overtaken_by_forget_is_not_kept() {
+        let schemas = Schemas::new();
+        let s2 = schemas.clone();
+        let loaded = schemas
+            .get_or_load("T", async move {
+                // The table changes while its DescribeTable is in flight.
+                s2.forget("T").await;
+                Ok::<_, ()>(schema("old"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loaded.partition_key, "old");
+        let next = schemas
+            .get_or_load("T", async { Ok::<_, ()>(schema("new")) })
+            .await
+            .unwrap();
+        assert_eq!(next.partition_key, "new");
+    }
+
+    #[tokio::test]
+    async fn failed_loads_are_not_remembered() {
+        let schemas = Schemas::new();
+        let failed = schemas
+            .get_or_load("T", async { Err::<Arc<TableSchema>, _>("down") })
+            .await;
+        assert_eq!(*failed.unwrap_err(), "down");
+        let ok = schemas
+            .get_or_load("T", async { Ok::<_, &str>(schema("a")) })
+            .await
+            .unwrap();
+        assert_eq!(ok.partition_key, "a");
     }
 }

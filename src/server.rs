@@ -568,11 +568,7 @@ impl Proxy {
             (ReadKind::Item, false) => ttls.item,
             (ReadKind::Query, _) => ttls.query,
         };
-        (!ttl.is_zero()).then_some(Entry {
-            body,
-            ttl,
-            negative,
-        })
+        (!ttl.is_zero()).then(|| Entry::new(body, ttl, negative))
     }
 
     fn hit(
@@ -596,8 +592,19 @@ impl Proxy {
         self.count(op.as_str(), status);
         let units = entry.body.len().div_ceil(4096).max(1) as f64 * 0.5;
         m.rcu_saved.with_label_values(&[&read.table]).inc_by(units);
-        let body = replay_body(&entry.body, read.capacity, &read.table);
-        let reply = response::local(StatusCode::OK, content_type, body);
+        let reply = match read.capacity {
+            CapacityReport::None => response::local_with_crc(
+                StatusCode::OK,
+                content_type,
+                entry.body.clone(),
+                entry.crc,
+            ),
+            capacity => response::local(
+                StatusCode::OK,
+                content_type,
+                replay_body(&entry.body, capacity, &read.table),
+            ),
+        };
         m.hit_latency.observe(started.elapsed().as_secs_f64());
         reply
     }

@@ -26,9 +26,23 @@ pub struct CacheKey {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub body: Bytes,
+    /// CRC32 of `body`, computed once at admission: a hit replaying `body` as is sends it as
+    /// `x-amz-crc32` without hashing the body again.
+    pub crc: u32,
     pub ttl: Duration,
     /// A GetItem that found no item.
     pub negative: bool,
+}
+
+impl Entry {
+    pub fn new(body: Bytes, ttl: Duration, negative: bool) -> Self {
+        Entry {
+            crc: crc32fast::hash(&body),
+            body,
+            ttl,
+            negative,
+        }
+    }
 }
 
 /// Per-entry bookkeeping overhead counted against the byte capacity (moka's node, the Arc,
@@ -112,11 +126,7 @@ mod tests {
     }
 
     fn entry(n: usize) -> Entry {
-        Entry {
-            body: Bytes::from(vec![b'x'; n]),
-            ttl: Duration::from_secs(60),
-            negative: false,
-        }
+        Entry::new(Bytes::from(vec![b'x'; n]), Duration::from_secs(60), false)
     }
 
     #[tokio::test]
