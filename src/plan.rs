@@ -4,8 +4,8 @@
 use crate::cache::key::{canonical_value, partition_value, read_key, table_name};
 use crate::cache::{Invalidation, Scope};
 use crate::protocol::Operation;
+use crate::protocol::json::{Json, Object};
 use crate::schema::TableSchema;
-use serde_json::{Map, Value};
 
 /// Which cache a read belongs to (and which DAX-style counters it moves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +51,16 @@ pub enum Plan {
     PassThrough,
 }
 
-fn str_member<'a>(req: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    req.get(name).and_then(Value::as_str)
+fn str_member<'a>(req: &'a Object, name: &str) -> Option<&'a str> {
+    req.get(name).and_then(Json::as_str)
 }
 
-fn table_of(req: &Map<String, Value>) -> Option<String> {
+fn table_of(req: &Object) -> Option<String> {
     str_member(req, "TableName").map(|t| table_name(t).to_string())
 }
 
 /// The tables whose key schema [`plan`] needs for this request.
-pub fn tables_to_describe(op: Operation, req: &Map<String, Value>) -> Vec<String> {
+pub fn tables_to_describe(op: Operation, req: &Object) -> Vec<String> {
     match op {
         Operation::GetItem
         | Operation::Query
@@ -70,7 +70,7 @@ pub fn tables_to_describe(op: Operation, req: &Map<String, Value>) -> Vec<String
         Operation::BatchWriteItem => {
             let mut tables: Vec<String> = req
                 .get("RequestItems")
-                .and_then(Value::as_object)
+                .and_then(Json::as_object)
                 .map(|m| m.keys().map(|t| table_name(t).to_string()).collect())
                 .unwrap_or_default();
             tables.dedup();
@@ -78,7 +78,7 @@ pub fn tables_to_describe(op: Operation, req: &Map<String, Value>) -> Vec<String
         }
         Operation::TransactWriteItems => {
             let mut tables: Vec<String> = transact_writes(req)
-                .filter_map(|(_, body)| body.get("TableName").and_then(Value::as_str))
+                .filter_map(|(_, body)| body.get("TableName").and_then(Json::as_str))
                 .map(|t| table_name(t).to_string())
                 .collect();
             tables.sort();
@@ -89,39 +89,39 @@ pub fn tables_to_describe(op: Operation, req: &Map<String, Value>) -> Vec<String
     }
 }
 
-fn transact_writes(req: &Map<String, Value>) -> impl Iterator<Item = (&str, &Map<String, Value>)> {
+fn transact_writes<'a, 'b>(req: &'a Object<'b>) -> impl Iterator<Item = (&'a str, &'a Object<'b>)> {
     req.get("TransactItems")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .into_iter()
         .flatten()
-        .filter_map(Value::as_object)
+        .filter_map(Json::as_object)
         .flat_map(|item| item.iter())
-        .filter_map(|(kind, body)| Some((kind.as_str(), body.as_object()?)))
+        .filter_map(|(kind, body)| Some((kind, body.as_object()?)))
 }
 
 /// Decides what to do with a request. `schema` returns a table's key schema when known.
 pub fn plan<'s>(
     op: Operation,
-    req: &Map<String, Value>,
+    req: &Object,
     schema: impl Fn(&str) -> Option<&'s TableSchema>,
 ) -> Plan {
     match op {
         Operation::GetItem | Operation::Query | Operation::Scan => read_plan(op, req, schema),
         Operation::BatchGetItem | Operation::TransactGetItems => Plan::Bypass,
-        Operation::PutItem => write_plan(req.get("TableName"), req.get("Item"), &schema),
+        Operation::PutItem => write_plan(str_member(req, "TableName"), req.get("Item"), &schema),
         Operation::UpdateItem | Operation::DeleteItem => {
-            write_plan(req.get("TableName"), req.get("Key"), &schema)
+            write_plan(str_member(req, "TableName"), req.get("Key"), &schema)
         }
         Operation::BatchWriteItem => {
             let mut out = Vec::new();
-            let tables = req.get("RequestItems").and_then(Value::as_object);
-            for (table, requests) in tables.into_iter().flatten() {
-                let table = Value::String(table.clone());
+            let tables = req.get("RequestItems").and_then(Json::as_object);
+            for (table, requests) in tables.into_iter().flat_map(Object::iter) {
                 for r in requests.as_array().into_iter().flatten() {
                     let key = r
-                        .pointer("/PutRequest/Item")
-                        .or_else(|| r.pointer("/DeleteRequest/Key"));
-                    extend(&mut out, write_plan(Some(&table), key, &schema));
+                        .get("PutRequest")
+                        .and_then(|p| p.get("Item"))
+                        .or_else(|| r.get("DeleteRequest").and_then(|d| d.get("Key")));
+                    extend(&mut out, write_plan(Some(table), key, &schema));
                 }
             }
             writes(out)
@@ -134,7 +134,10 @@ pub fn plan<'s>(
                     "Update" | "Delete" => body.get("Key"),
                     _ => continue, // ConditionCheck writes nothing.
                 };
-                extend(&mut out, write_plan(body.get("TableName"), key, &schema));
+                extend(
+                    &mut out,
+                    write_plan(str_member(body, "TableName"), key, &schema),
+                );
             }
             writes(out)
         }
@@ -151,19 +154,19 @@ pub fn plan<'s>(
         Operation::ImportTable => req
             .get("TableCreationParameters")
             .and_then(|p| p.get("TableName"))
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .map_or(Plan::PassThrough, |t| Plan::TableChange(t.to_string())),
         Operation::DescribeEndpoints => Plan::DescribeEndpoints,
         _ => Plan::PassThrough,
     }
 }
 
-fn statements<'a>(req: &'a Map<String, Value>, member: &str) -> Vec<Option<&'a str>> {
+fn statements<'a>(req: &'a Object, member: &str) -> Vec<Option<&'a str>> {
     req.get(member)
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .into_iter()
         .flatten()
-        .map(|s| s.get("Statement").and_then(Value::as_str))
+        .map(|s| s.get("Statement").and_then(Json::as_str))
         .collect()
 }
 
@@ -188,11 +191,11 @@ fn writes(list: Vec<Invalidation>) -> Plan {
 /// One item write: its partition when the schema and the key attribute are known, else the
 /// whole table (safe: it can only cause extra misses).
 fn write_plan<'s>(
-    table: Option<&Value>,
-    item_or_key: Option<&Value>,
+    table: Option<&str>,
+    item_or_key: Option<&Json>,
     schema: &impl Fn(&str) -> Option<&'s TableSchema>,
 ) -> Plan {
-    let Some(table) = table.and_then(Value::as_str).map(table_name) else {
+    let Some(table) = table.map(table_name) else {
         // DynamoDB refuses a write without a table; nothing to invalidate.
         return Plan::PassThrough;
     };
@@ -208,10 +211,10 @@ fn write_plan<'s>(
 
 fn read_plan<'s>(
     op: Operation,
-    req: &Map<String, Value>,
+    req: &Object,
     schema: impl Fn(&str) -> Option<&'s TableSchema>,
 ) -> Plan {
-    if req.get("ConsistentRead").and_then(Value::as_bool) == Some(true) {
+    if req.get("ConsistentRead").and_then(Json::as_bool) == Some(true) {
         return Plan::Bypass;
     }
     let Some(table) = table_of(req) else {
@@ -225,7 +228,7 @@ fn read_plan<'s>(
             let Some(s) = schema(&table) else {
                 return Plan::Bypass;
             };
-            let partition = |v: &Value| Scope::Partition {
+            let partition = |v: &Json| Scope::Partition {
                 table: table.clone(),
                 pk: canonical_value(v),
             };
@@ -333,7 +336,8 @@ pub fn partiql_table(statement: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::protocol::json::leaked;
+    use serde_json::{Value, json};
 
     fn schema() -> TableSchema {
         TableSchema {
@@ -345,7 +349,9 @@ mod tests {
 
     fn run(op: Operation, req: Value) -> Plan {
         let s = schema();
-        plan(op, req.as_object().unwrap(), |t| (t == "T").then_some(&s))
+        plan(op, leaked(req).as_object().unwrap(), |t| {
+            (t == "T").then_some(&s)
+        })
     }
 
     fn part(pk: &str) -> Scope {
@@ -537,10 +543,13 @@ mod tests {
         let tx = json!({"TransactItems":[{"Put":{"TableName":"B","Item":{}}},
             {"Delete":{"TableName":"A","Key":{}}},{"Put":{"TableName":"B","Item":{}}}]});
         assert_eq!(
-            tables_to_describe(Operation::TransactWriteItems, tx.as_object().unwrap()),
+            tables_to_describe(
+                Operation::TransactWriteItems,
+                leaked(tx).as_object().unwrap()
+            ),
             vec!["A", "B"]
         );
-        let get = json!({"TableName":"T"});
+        let get = leaked(json!({"TableName":"T"}));
         assert_eq!(
             tables_to_describe(Operation::GetItem, get.as_object().unwrap()),
             vec!["T"]

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{CacheStatus, Metrics};
 use crate::plan::{self, CapacityReport, Plan, ReadKind, ReadPlan};
+use crate::protocol::json::Json;
 use crate::protocol::{self, AMZ_JSON, Operation, response};
 use crate::schema::{Schemas, TableSchema, parse_describe_table};
 use crate::upstream::{self, Upstream, UpstreamRequest, UpstreamResponse};
@@ -20,7 +21,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde_json::Value;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -268,8 +269,9 @@ impl Proxy {
             Ok(op) => op,
             Err(e) => return self.local_error(None, e, &content_type),
         };
-        let request = match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(map)) => map,
+        let parsed = Json::parse(&body);
+        let request = match &parsed {
+            Ok(Json::Object(map)) => map,
             Ok(_) => {
                 let e = Error::Serialization("the request body must be a JSON object".into());
                 return self.local_error(Some(op), e, &content_type);
@@ -281,7 +283,7 @@ impl Proxy {
         };
 
         let mut schemas: Vec<(String, Arc<TableSchema>)> = Vec::new();
-        for table in plan::tables_to_describe(op, &request) {
+        for table in plan::tables_to_describe(op, request) {
             if let Some(s) = self.schema(&table, &parts.headers).await {
                 schemas.push((table, s));
             }
@@ -292,7 +294,7 @@ impl Proxy {
                 .find(|(name, _)| name == t)
                 .map(|(_, s)| s.as_ref())
         };
-        match plan::plan(op, &request, schema_of) {
+        match plan::plan(op, request, schema_of) {
             Plan::Read(read) => self.read(op, read, &parts, body, &content_type).await,
             Plan::Bypass => {
                 self.forward(op.as_str(), &parts, body, CacheStatus::Bypass)

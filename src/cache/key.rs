@@ -5,7 +5,7 @@
 //! number), set members sorted, and `#name` / `:value` placeholders replaced by what they stand
 //! for, so that neither JSON attribute order nor placeholder naming splits entries.
 
-use serde_json::{Map, Value};
+use crate::protocol::json::{Json, Object};
 use std::fmt::Write;
 
 /// Request members that never change a read's answer and so stay out of its key.
@@ -21,16 +21,16 @@ const NOT_IN_KEY: &[&str] = &[
 /// The cache key of a read: operation, table and the canonical form of every other member.
 /// Members the proxy does not know are kept, so a future request member can only split entries,
 /// never merge two different requests.
-pub fn read_key(operation: &str, table: &str, request: &Map<String, Value>) -> Vec<u8> {
+pub fn read_key(operation: &str, table: &str, request: &Object<'_>) -> Vec<u8> {
     let names = request
         .get("ExpressionAttributeNames")
-        .and_then(Value::as_object);
+        .and_then(Json::as_object);
     let values = request
         .get("ExpressionAttributeValues")
-        .and_then(Value::as_object);
-    let mut members: Vec<(&String, &Value)> = request
+        .and_then(Json::as_object);
+    let mut members: Vec<(&str, &Json)> = request
         .iter()
-        .filter(|(k, _)| !NOT_IN_KEY.contains(&k.as_str()))
+        .filter(|(k, _)| !NOT_IN_KEY.contains(k))
         .collect();
     members.sort_by(|a, b| a.0.cmp(b.0));
 
@@ -47,7 +47,7 @@ pub fn read_key(operation: &str, table: &str, request: &Map<String, Value>) -> V
         write_json_string(&mut out, name);
         out.push(':');
         match value {
-            Value::String(expr) if name.ends_with("Expression") => {
+            Json::String(expr) if name.ends_with("Expression") => {
                 write_json_string(&mut out, &resolve_expression(expr, names, values));
             }
             other => write_canonical(&mut out, other),
@@ -67,7 +67,7 @@ pub fn table_name(raw: &str) -> &str {
 
 /// The canonical text of an attribute value, used for partition tags: two values DynamoDB
 /// considers the same key give the same text.
-pub fn canonical_value(value: &Value) -> String {
+pub fn canonical_value(value: &Json) -> String {
     let mut out = String::new();
     write_canonical(&mut out, value);
     out
@@ -75,24 +75,24 @@ pub fn canonical_value(value: &Value) -> String {
 
 /// Writes `value` as JSON with object keys sorted, numbers of `{"N": ..}` and `{"NS": [..]}`
 /// normalised, and the members of `SS`/`NS`/`BS` sets sorted.
-pub fn write_canonical(out: &mut String, value: &Value) {
+pub fn write_canonical(out: &mut String, value: &Json) {
     match value {
-        Value::Object(map) => {
+        Json::Object(map) => {
             if map.len() == 1 {
                 let (tag, inner) = map.iter().next().expect("one member");
-                match (tag.as_str(), inner) {
-                    ("N", Value::String(n)) => {
+                match (tag, inner) {
+                    ("N", Json::String(n)) => {
                         out.push_str("{\"N\":");
                         write_json_string(out, &normalize_number(n));
                         out.push('}');
                         return;
                     }
-                    ("SS" | "NS" | "BS", Value::Array(items))
-                        if items.iter().all(Value::is_string) =>
+                    ("SS" | "NS" | "BS", Json::Array(items))
+                        if items.iter().all(Json::is_string) =>
                     {
                         let mut members: Vec<String> = items
                             .iter()
-                            .filter_map(Value::as_str)
+                            .filter_map(Json::as_str)
                             .map(|s| {
                                 if tag == "NS" {
                                     normalize_number(s)
@@ -117,7 +117,7 @@ pub fn write_canonical(out: &mut String, value: &Value) {
                     _ => {}
                 }
             }
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            let mut entries: Vec<(&str, &Json)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             out.push('{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
@@ -130,7 +130,7 @@ pub fn write_canonical(out: &mut String, value: &Value) {
             }
             out.push('}');
         }
-        Value::Array(items) => {
+        Json::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
@@ -140,16 +140,43 @@ pub fn write_canonical(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::String(s) => write_json_string(out, s),
-        other => {
-            let _ = write!(out, "{other}");
+        Json::String(s) => write_json_string(out, s),
+        Json::Number(n) => {
+            let _ = write!(out, "{n}");
         }
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Null => out.push_str("null"),
     }
 }
 
+/// Writes `s` as a JSON string, escaped exactly as serde_json does (one canonical escape per
+/// character), without an intermediate allocation.
 fn write_json_string(out: &mut String, s: &str) {
-    // serde_json's string escaping is canonical (one escape per character).
-    out.push_str(&serde_json::to_string(s).expect("a str serialises"));
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// Normalises a DynamoDB number so equal numbers have equal text: `"1"`, `"1.0"`, `"+1"`,
@@ -207,11 +234,7 @@ fn parse_number(s: &str) -> Option<String> {
 /// values `:<canonical JSON>`: forms that cannot appear in a DynamoDB expression, so a resolved
 /// expression cannot collide with a different literal one. Unknown placeholders stay as written
 /// (DynamoDB refuses such a request, and errors are never cached).
-pub fn resolve_expression(
-    expr: &str,
-    names: Option<&Map<String, Value>>,
-    values: Option<&Map<String, Value>>,
-) -> String {
+pub fn resolve_expression(expr: &str, names: Option<&Object>, values: Option<&Object>) -> String {
     let mut out = String::with_capacity(expr.len() + 16);
     let bytes = expr.as_bytes();
     let mut i = 0;
@@ -224,7 +247,7 @@ pub fn resolve_expression(
                 let resolved = if c == b'#' {
                     names
                         .and_then(|m| m.get(token))
-                        .and_then(Value::as_str)
+                        .and_then(Json::as_str)
                         .map(|name| {
                             let mut s = String::from("#");
                             write_json_string(&mut s, name);
@@ -259,24 +282,21 @@ fn placeholder_end(bytes: &[u8], mut i: usize) -> usize {
 
 /// The value a key condition binds the attribute `pk_name` to with `=`, from either
 /// `KeyConditionExpression` (with its placeholders) or the legacy `KeyConditions`.
-pub fn partition_value<'a>(request: &'a Map<String, Value>, pk_name: &str) -> Option<&'a Value> {
-    if let Some(expr) = request
-        .get("KeyConditionExpression")
-        .and_then(Value::as_str)
-    {
+pub fn partition_value<'a, 'b>(request: &'a Object<'b>, pk_name: &str) -> Option<&'a Json<'b>> {
+    if let Some(expr) = request.get("KeyConditionExpression").and_then(Json::as_str) {
         let names = request
             .get("ExpressionAttributeNames")
-            .and_then(Value::as_object);
+            .and_then(Json::as_object);
         let values = request
             .get("ExpressionAttributeValues")
-            .and_then(Value::as_object)?;
+            .and_then(Json::as_object)?;
         return key_condition_value(expr, names, values, pk_name);
     }
     let cond = request.get("KeyConditions")?.get(pk_name)?;
     if cond.get("ComparisonOperator")?.as_str()? != "EQ" {
         return None;
     }
-    match cond.get("AttributeValueList")?.as_array()?.as_slice() {
+    match cond.get("AttributeValueList")?.as_array()? {
         [one] => Some(one),
         _ => None,
     }
@@ -290,16 +310,16 @@ enum Token<'a> {
     Other,
 }
 
-fn key_condition_value<'a>(
+fn key_condition_value<'a, 'b>(
     expr: &str,
-    names: Option<&Map<String, Value>>,
-    values: &'a Map<String, Value>,
+    names: Option<&Object>,
+    values: &'a Object<'b>,
     pk_name: &str,
-) -> Option<&'a Value> {
+) -> Option<&'a Json<'b>> {
     let tokens = tokenize(expr);
     let is_pk = |t: &Token| match t {
         Token::Name(n) if n.starts_with('#') => {
-            names.and_then(|m| m.get(*n)).and_then(Value::as_str) == Some(pk_name)
+            names.and_then(|m| m.get(n)).and_then(Json::as_str) == Some(pk_name)
         }
         Token::Name(n) => *n == pk_name,
         _ => false,
@@ -368,10 +388,11 @@ fn tokenize(expr: &str) -> Vec<Token<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::protocol::json::leaked;
+    use serde_json::{Value, json};
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn obj(v: Value) -> Object<'static> {
+        leaked(v).as_object().unwrap().clone()
     }
 
     fn key(v: Value) -> Vec<u8> {
@@ -481,6 +502,22 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_like_serde_json() {
+        for text in [
+            "plain",
+            "quote\" back\\ slash",
+            "nl\n cr\r tab\t",
+            "\u{0}\u{1f}\u{8}\u{c}",
+            "é ü 😀",
+            "",
+        ] {
+            let mut out = String::new();
+            write_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+
+    #[test]
     fn table_arns_resolve_to_names() {
         assert_eq!(
             table_name("arn:aws:dynamodb:us-east-1:123456789012:table/Orders"),
@@ -505,7 +542,7 @@ mod tests {
         for c in cases {
             assert_eq!(
                 partition_value(&obj(c.clone()), "pk"),
-                Some(&json!({"S":"x"})),
+                Some(&leaked(json!({"S":"x"}))),
                 "{c}"
             );
         }

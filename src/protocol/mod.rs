@@ -1,5 +1,6 @@
 //! The DynamoDB JSON 1.0 wire protocol: operations named by `X-Amz-Target`, and responses.
 
+pub mod json;
 pub mod response;
 pub mod target;
 
