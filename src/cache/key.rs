@@ -114,7 +114,15 @@ pub fn write_canonical(out: &mut String, value: &Json) {
                         out.push_str("]}");
                         return;
                     }
-                    _ => {}
+                    (tag, inner) => {
+                        // One member needs no sorting (and no vector).
+                        out.push('{');
+                        write_json_string(out, tag);
+                        out.push(':');
+                        write_canonical(out, inner);
+                        out.push('}');
+                        return;
+                    }
                 }
             }
             let mut entries: Vec<(&str, &Json)> = map.iter().collect();

@@ -65,7 +65,7 @@ impl Expiry<CacheKey, Entry> for PerEntryTtl {
 /// The in-process tier.
 #[derive(Clone)]
 pub struct LocalCache {
-    inner: Cache<CacheKey, Entry>,
+    inner: Cache<CacheKey, Entry, foldhash::fast::RandomState>,
 }
 
 impl LocalCache {
@@ -83,7 +83,7 @@ impl LocalCache {
             })
             .expire_after(PerEntryTtl)
             .eviction_listener(move |_k, _v, cause| on_evict(cause))
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         LocalCache { inner }
     }
 
