@@ -9,7 +9,7 @@
 //! and concurrent misses coalesce only with fetches that started under the same stamp. Hash
 //! collisions only cause extra misses, never stale reads.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a cached read depends on.
@@ -72,9 +72,7 @@ fn slots(n: usize) -> Box<[AtomicU64]> {
 fn slot(parts: &[&str], len: usize) -> usize {
     // A fixed seed: stable within the process, which is all slots need. Not DoS-resistant, and
     // need not be: a collision only costs extra misses.
-    let mut h = foldhash::fast::FixedState::with_seed(0x0ddb_cac4e).build_hasher();
-    parts.hash(&mut h);
-    (h.finish() as usize) & (len - 1)
+    (foldhash::fast::FixedState::with_seed(0x0ddb_cac4e).hash_one(parts) as usize) & (len - 1)
 }
 
 impl Default for Generations {

@@ -341,7 +341,7 @@ fn key_condition_value<'a, 'b>(
             (Token::Value(v), b) if is_pk(b) => v,
             _ => continue,
         };
-        return values.get(*value_token);
+        return values.get(value_token);
     }
     None
 }

@@ -353,10 +353,7 @@ async fn sample(args: SampleArgs) -> Result<(), String> {
         ));
     }
     match &args.out {
-        Some(path) => {
-            write_file(path, "")?;
-            std::fs::write(path, &reply.body).map_err(|e| format!("{}: {e}", path.display()))
-        }
+        Some(path) => write_file(path, &reply.body),
         None => {
             use std::io::Write;
             std::io::stdout()
@@ -399,7 +396,7 @@ fn summary(args: SummaryArgs) -> Result<(), String> {
 }
 
 /// Writes `contents`, creating the parent directories.
-fn write_file(path: &std::path::Path, contents: &str) -> Result<(), String> {
+fn write_file(path: &std::path::Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }

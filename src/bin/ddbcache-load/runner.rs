@@ -3,10 +3,10 @@
 //! `--duration` or `--requests`, with a per-request timeout, so every run stops by itself.
 //!
 //! Closed loop by default (each user sends its next request when the last is answered). With
-//! `--rate R` it is an open loop: user `i` of `N` sends at `start + (i + kN)/R`, and latency is
-//! measured from that intended time, so a stalled server is charged for the requests it delayed
-//! (no coordinated omission). Each user records into its own histograms; they are merged at the
-//! end.
+//! `--rate R` it is an open loop: user `i` of `N` sends at `start + (i + kN)/R`, and when a user
+//! falls behind that schedule, latency is measured from the intended time, so a stalled server is
+//! charged for the requests it delayed (no coordinated omission). Each user records into its own
+//! histograms; they are merged at the end.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -224,9 +224,15 @@ async fn virtual_user(
         {
             break;
         }
-        if intended > Instant::now() {
+        // Latency counts from the intended send time when this user is behind schedule (the
+        // server's slowness delayed this request), else from the actual send: the timer wakes up
+        // to a millisecond late, and that delay is the generator's, not the server's.
+        let since = if intended > Instant::now() {
             tokio::time::sleep_until(intended).await;
-        }
+            Instant::now()
+        } else {
+            intended
+        };
         let Request {
             label,
             op,
@@ -240,7 +246,7 @@ async fn virtual_user(
             Ok(reply) if reply.status.is_success() => {
                 shared.ok.fetch_add(1, Ordering::Relaxed);
                 if measuring {
-                    recorder.ok(label, done - intended, reply.body.len(), done);
+                    recorder.ok(label, done - since, reply.body.len(), done);
                 }
             }
             Ok(reply) => {

@@ -163,7 +163,13 @@ pub async fn create_table(session: &mut Session, table: &TableDef) -> Result<(),
         let answer = session
             .call_json(Op::DescribeTable, describe.clone())
             .await?;
-        let status = answer["Table"]["TableStatus"].as_str().unwrap_or("");
+        let Some(table_description) = answer.get("Table") else {
+            return Err(format!(
+                "DescribeTable {}: the answer has no Table; is this a DynamoDB endpoint?",
+                table.name
+            ));
+        };
+        let status = table_description["TableStatus"].as_str().unwrap_or("");
         if status == "ACTIVE" {
             return Ok(());
         }
