@@ -29,7 +29,7 @@ pub struct ReadPlan {
     pub kind: ReadKind,
     pub table: String,
     pub index: Option<String>,
-    pub key: Vec<u8>,
+    pub key: std::sync::Arc<[u8]>,
     pub scope: Scope,
     pub capacity: CapacityReport,
 }
@@ -254,7 +254,7 @@ fn read_plan<'s>(
     };
     Plan::Read(ReadPlan {
         kind,
-        key: read_key(op.as_str(), &table, req),
+        key: read_key(op.as_str(), &table, req).into(),
         table,
         index,
         scope,

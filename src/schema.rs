@@ -116,6 +116,12 @@ impl Schemas {
         Ok(schema)
     }
 
+    /// Moves whenever a schema is forgotten: anything derived from schemas read before must be
+    /// derived again.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     pub async fn forget(&self, table: &str) {
         {
             let mut known = self.known.write().expect("not poisoned");

@@ -2,6 +2,7 @@
 //! plan, cache or upstream, invalidate, reply; the admin listener (`/metrics`, `/healthz`,
 //! `/readyz`); graceful shutdown.
 
+use crate::cache::plans::Plans;
 use crate::cache::replay::{has_item, replay_body, strip_consumed_capacity};
 use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
 use crate::config::Config;
@@ -108,6 +109,7 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         cache,
         generations: Generations::new(),
         schemas: Schemas::new(),
+        plans: Plans::new(),
         metrics,
         stopping: stopped.clone(),
     });
@@ -185,6 +187,7 @@ struct Proxy {
     cache: LocalCache,
     generations: Generations,
     schemas: Schemas,
+    plans: Plans,
     metrics: Metrics,
     stopping: watch::Receiver<bool>,
 }
@@ -269,6 +272,12 @@ impl Proxy {
             Ok(op) => op,
             Err(e) => return self.local_error(None, e, &content_type),
         };
+        // Read before any schema is looked up: a plan remembered under it was made with schemas
+        // that were current then.
+        let schema_epoch = self.schemas.epoch();
+        if let Some(read) = self.plans.get(op, &body, schema_epoch) {
+            return self.read(op, &read, &parts, body, &content_type).await;
+        }
         let parsed = Json::parse(&body);
         let request = match &parsed {
             Ok(Json::Object(map)) => map,
@@ -295,7 +304,11 @@ impl Proxy {
                 .map(|(_, s)| s.as_ref())
         };
         match plan::plan(op, request, schema_of) {
-            Plan::Read(read) => self.read(op, read, &parts, body, &content_type).await,
+            Plan::Read(read) => {
+                let read = Arc::new(read);
+                self.plans.insert(op, &body, schema_epoch, read.clone());
+                self.read(op, &read, &parts, body, &content_type).await
+            }
             Plan::Bypass => {
                 self.forward(op.as_str(), &parts, body, CacheStatus::Bypass)
                     .await
@@ -463,7 +476,7 @@ impl Proxy {
     async fn read(
         &self,
         op: Operation,
-        read: ReadPlan,
+        read: &ReadPlan,
         parts: &Parts,
         body: Bytes,
         content_type: &HeaderValue,
@@ -471,11 +484,11 @@ impl Proxy {
         let started = Instant::now();
         let stamp = self.generations.stamp(&read.scope);
         let key = CacheKey {
-            request: Arc::from(read.key.as_slice()),
+            request: read.key.clone(),
             stamp,
         };
         if let Some(entry) = self.cache.get(&key).await {
-            return self.hit(op, &read, &entry, content_type, started);
+            return self.hit(op, read, &entry, content_type, started);
         }
         let misses = match read.kind {
             ReadKind::Item => &self.metrics.item_misses,
@@ -487,7 +500,7 @@ impl Proxy {
             self.count(op.as_str(), CacheStatus::Miss);
             return match self.send(op.as_str(), request).await {
                 Ok(resp) => {
-                    if let Some(entry) = self.admit(&read, &resp) {
+                    if let Some(entry) = self.admit(read, &resp) {
                         let late = CacheKey {
                             request: key.request.clone(),
                             stamp: self.generations.stamp(&read.scope),
@@ -506,7 +519,7 @@ impl Proxy {
             ran.store(true, Ordering::Relaxed);
             match self.send(op.as_str(), request).await {
                 Err(e) => Err(Uncached::Failed(e)),
-                Ok(resp) => match self.admit(&read, &resp) {
+                Ok(resp) => match self.admit(read, &resp) {
                     Some(entry) => {
                         *own.lock().expect("not poisoned") = Some(resp);
                         Ok(entry)
@@ -527,7 +540,7 @@ impl Proxy {
                     response::forwarded(resp.status, &resp.headers, resp.body)
                 }
                 // Another request's fetch, started under the same stamp, answered for us.
-                None => self.hit(op, &read, &entry, content_type, started),
+                None => self.hit(op, read, &entry, content_type, started),
             },
             Err(uncached) => {
                 if !fetched {

@@ -3,6 +3,7 @@
 
 pub mod generation;
 pub mod key;
+pub mod plans;
 pub mod replay;
 
 use bytes::Bytes;
