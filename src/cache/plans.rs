@@ -13,9 +13,9 @@ use std::sync::{Arc, RwLock};
 const MAX_BODY_BYTES: usize = 1024;
 /// Per operation, the remembered bodies and plans may hold about this many bytes; past it the
 /// map starts over (simple and bounded; a working set this large is rare for reads).
-const MAX_BYTES_PER_OPERATION: usize = 4 * 1024 * 1024;
+const MAX_BYTES_PER_OPERATION: usize = 16 * 1024 * 1024;
 /// A rough size of a plan besides its body key (the canonical key, table, scope, map slot).
-const PLAN_OVERHEAD: usize = 256;
+const PLAN_OVERHEAD: usize = 320;
 
 struct Remembered {
     schema_epoch: u64,
