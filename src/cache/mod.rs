@@ -36,10 +36,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The body is copied into an allocation of its own size: bodies from the upstream client
+    /// are views into hyper's read buffers, and keeping one would pin its whole buffer (measured:
+    /// 5.3 KB of resident memory per 1 KB body, against 1.04 KB copied; `benches/memory.rs`),
+    /// which the byte capacity would not see.
     pub fn new(body: Bytes, ttl: Duration, negative: bool) -> Self {
         Entry {
             crc: crc32fast::hash(&body),
-            body,
+            body: Bytes::copy_from_slice(&body),
             ttl,
             negative,
         }
