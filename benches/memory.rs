@@ -9,8 +9,9 @@
 //! - `moka_as_local_cache`, `hashed_keys`, `no_expiry`, `hashed_keys_no_expiry`: a moka cache
 //!   built like `LocalCache` (the control), then keyed by a 128-bit hash of the canonical key
 //!   and/or without per-entry expiry: what those changes would save.
-//! - `upstream_as_received`, `upstream_copied`: 1 KB bodies as `HttpUpstream` hands them over
-//!   (views into hyper's read buffer) and copied out; at most 50,000 requests.
+//! - `upstream_as_received`, `upstream_copied`, `upstream_cached`: 1 KB bodies as `HttpUpstream`
+//!   hands them over (views into hyper's read buffer), copied out, and admitted into a
+//!   `LocalCache` through `Entry::new` as the server does; at most 50,000 requests.
 //! - `bounded`: a cache of 100 MiB (scaled down with `MEMORY_BENCH_ITEMS`) gets 10 rounds of
 //!   100,000 entries each (1 GB in all); RSS after each round must stay flat once it is full.
 //!
@@ -359,10 +360,20 @@ fn phase_variant(n: usize, hashed: bool, expiry: bool) {
     }
 }
 
-/// Bodies as `HttpUpstream` returns them (what `server` stores for a 200 answer without
-/// `ReturnConsumedCapacity`), from a local HTTP/1.1 endpoint answering 1 KB like DynamoDB;
-/// with `copied`, each body is first copied into an exact-size buffer.
-fn phase_upstream(n: usize, copied: bool) {
+/// What is kept of each answer in the `upstream_*` phases.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    /// The `Bytes` as `HttpUpstream` returns it: a view into hyper's read buffer.
+    AsReceived,
+    /// An exact-size copy.
+    Copied,
+    /// An `Entry::new` of it in a `LocalCache`, as `server` admits a 200 answer.
+    Cached,
+}
+
+/// 1 KB answers fetched through `HttpUpstream` from a local HTTP/1.1 endpoint answering like
+/// DynamoDB, kept as `keep` says.
+fn phase_upstream(n: usize, keep: Keep) {
     use ddbcache::upstream::http::HttpUpstream;
     use ddbcache::upstream::{Upstream, UpstreamRequest};
     use http_body_util::Full;
@@ -418,25 +429,33 @@ fn phase_upstream(n: usize, copied: bool) {
         for i in 0..100 {
             upstream.send(request(i)).await.unwrap();
         }
+        let cache = LocalCache::new(2 * GIB, |_| {});
+        let mut buf = String::with_capacity(128);
         let mut kept: Vec<Bytes> = vec![Bytes::new(); n];
         let base = snapshot();
         for (i, slot) in kept.iter_mut().enumerate() {
             let resp = upstream.send(request(i)).await.unwrap();
             assert_eq!(resp.status, http::StatusCode::OK);
             assert_eq!(resp.body.len(), BODY);
-            *slot = if copied {
-                Bytes::copy_from_slice(&resp.body)
-            } else {
-                resp.body
-            };
+            match keep {
+                Keep::AsReceived => *slot = resp.body,
+                Keep::Copied => *slot = Bytes::copy_from_slice(&resp.body),
+                Keep::Cached => {
+                    let entry = Entry::new(resp.body, Duration::from_secs(3600), false);
+                    cache.insert(cache_key(&mut buf, i), entry).await;
+                }
+            }
         }
-        let phase = if copied {
-            "upstream_copied"
-        } else {
-            "upstream_as_received"
+        let phase = match keep {
+            Keep::AsReceived => "upstream_as_received",
+            Keep::Copied => "upstream_copied",
+            Keep::Cached => {
+                assert_eq!(cache.usage().await.0, n as u64);
+                "upstream_cached"
+            }
         };
         report(phase, base, n, (n * BODY) as u64, json!({}));
-        kept
+        (kept, cache)
     });
     drop(kept);
 }
@@ -492,8 +511,9 @@ fn run_phase(phase: &str, n: usize) {
         "no_expiry" => phase_variant(n, false, false),
         "hashed_keys" => phase_variant(n, true, true),
         "hashed_keys_no_expiry" => phase_variant(n, true, false),
-        "upstream_as_received" => phase_upstream(n, false),
-        "upstream_copied" => phase_upstream(n, true),
+        "upstream_as_received" => phase_upstream(n, Keep::AsReceived),
+        "upstream_copied" => phase_upstream(n, Keep::Copied),
+        "upstream_cached" => phase_upstream(n, Keep::Cached),
         "bounded" => phase_bounded(n),
         other => panic!("unknown MEMORY_BENCH_PHASE {other}"),
     }
@@ -549,6 +569,7 @@ fn main() {
         "hashed_keys_no_expiry",
         "upstream_as_received",
         "upstream_copied",
+        "upstream_cached",
     ] {
         let r = child(phase, n);
         let entries = f(&r, "n");
@@ -633,10 +654,18 @@ fn main() {
     }
     println!();
     println!(
-        "Bodies from HttpUpstream: kept as received {:.0} B RSS ({:.0} B allocated) per 1 KB body; copied out {:.0} B.",
+        "Bodies from HttpUpstream: kept as received {:.0} B RSS ({:.0} B allocated) per 1 KB body; copied out {:.0} B; admitted into a LocalCache (Entry::new) {:.0} B per entry.",
         per("upstream_as_received", "rss"),
         per("upstream_as_received", "heap"),
         per("upstream_copied", "rss"),
+        per("upstream_cached", "rss"),
+    );
+    // A regression guard that does not depend on RSS noise: the allocator's count. An entry
+    // pinning hyper's read buffer holds 8 KiB or more; an own copy holds 1 KiB + bookkeeping.
+    let cached_heap = per("upstream_cached", "heap");
+    assert!(
+        cached_heap < 2.0 * BODY as f64,
+        "an admitted 1 KB upstream body holds {cached_heap:.0} B of heap: it pins its read buffer"
     );
 
     let bounded = child("bounded", n);
