@@ -67,26 +67,26 @@ pub fn tables_to_describe(op: Operation, req: &Object) -> Vec<String> {
         | Operation::PutItem
         | Operation::UpdateItem
         | Operation::DeleteItem => table_of(req).into_iter().collect(),
-        Operation::BatchWriteItem => {
-            let mut tables: Vec<String> = req
-                .get("RequestItems")
+        Operation::BatchWriteItem => distinct_tables(
+            req.get("RequestItems")
                 .and_then(Json::as_object)
-                .map(|m| m.keys().map(|t| table_name(t).to_string()).collect())
-                .unwrap_or_default();
-            tables.dedup();
-            tables
-        }
-        Operation::TransactWriteItems => {
-            let mut tables: Vec<String> = transact_writes(req)
-                .filter_map(|(_, body)| body.get("TableName").and_then(Json::as_str))
-                .map(|t| table_name(t).to_string())
-                .collect();
-            tables.sort();
-            tables.dedup();
-            tables
-        }
+                .into_iter()
+                .flat_map(Object::keys),
+        ),
+        Operation::TransactWriteItems => distinct_tables(
+            transact_writes(req)
+                .filter_map(|(_, body)| body.get("TableName").and_then(Json::as_str)),
+        ),
         _ => Vec::new(),
     }
+}
+
+/// Each table once, by name (a table ARN and its name are one table), in name order.
+fn distinct_tables<'a>(raw: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut tables: Vec<String> = raw.map(|t| table_name(t).to_string()).collect();
+    tables.sort();
+    tables.dedup();
+    tables
 }
 
 fn transact_writes<'a, 'b>(req: &'a Object<'b>) -> impl Iterator<Item = (&'a str, &'a Object<'b>)> {
@@ -547,6 +547,13 @@ mod tests {
                 Operation::TransactWriteItems,
                 leaked(tx).as_object().unwrap()
             ),
+            vec!["A", "B"]
+        );
+        let batch = leaked(
+            json!({"RequestItems":{"B":[],"arn:aws:dynamodb:us-east-1:1:table/A":[],"A":[]}}),
+        );
+        assert_eq!(
+            tables_to_describe(Operation::BatchWriteItem, batch.as_object().unwrap()),
             vec!["A", "B"]
         );
         let get = leaked(json!({"TableName":"T"}));
