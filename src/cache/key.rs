@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn bare_json_numbers_have_one_canonical_spelling() {
+        // Found by fuzz/canonical_key (fuzz/regressions/canonical_key/): serde_json's default
+        // float parser is best-effort (1 ULP off on long mantissas), so the canonical text of a
+        // parsed float did not read back as itself, and two spellings of one f64 got two keys.
+        // The `float_roundtrip` feature makes parsing exact.
+        let long = "3".repeat(73);
+        let text = canonical_value(&Json::parse(long.as_bytes()).unwrap());
+        assert_eq!(text, "3.3333333333333333e+72");
+        assert_eq!(
+            canonical_value(&Json::parse(text.as_bytes()).unwrap()),
+            text
+        );
+        let raw_key = |body: &str| {
+            let v = Json::parse(body.as_bytes()).unwrap();
+            read_key("Query", "T", v.as_object().unwrap())
+        };
+        assert_eq!(
+            raw_key(&format!("{{\"Limit\":{long}}}")),
+            raw_key("{\"Limit\":3.3333333333333333e+72}")
+        );
+        assert_ne!(
+            raw_key("{\"Limit\":3.3333333333333333e+72}"),
+            raw_key("{\"Limit\":3.3333333333333337e+72}")
+        );
+    }
+
+    #[test]
     fn a_resolved_name_cannot_collide_with_a_literal() {
         // `#n` standing for `a` must not equal a literal attribute named like the resolution.
         let resolved = key(json!({"ProjectionExpression":"#n",
