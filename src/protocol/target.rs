@@ -17,6 +17,10 @@ macro_rules! operations {
         }
 
         impl Operation {
+            /// Every `DynamoDB_20120810.*` operation, in name order (the fuzz targets pick one
+            /// from an input byte, so operations added here are fuzzed too).
+            pub const ALL: &[Operation] = &[$(Operation::$name,)*];
+
             /// The operation's name, as in `X-Amz-Target` and in metric labels.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -172,6 +176,16 @@ mod tests {
         for (target, op) in cases {
             assert_eq!(parse_target(Some(target.as_bytes())).unwrap(), op);
             assert_eq!(target.rsplit('.').next().unwrap(), op.as_str());
+        }
+    }
+
+    #[test]
+    fn all_lists_every_operation_once_and_each_parses_back() {
+        assert_eq!(Operation::ALL.len(), 57);
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            let target = format!("{DYNAMODB_PREFIX}{}", op.as_str());
+            assert_eq!(parse_target(Some(target.as_bytes())).unwrap(), *op);
+            assert!(!Operation::ALL[..i].contains(op), "{op:?} twice");
         }
     }
 
