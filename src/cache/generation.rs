@@ -75,6 +75,24 @@ fn slot(parts: &[&str], len: usize) -> usize {
     (foldhash::fast::FixedState::with_seed(0x0ddb_cac4e).hash_one(parts) as usize) & (len - 1)
 }
 
+/// The counter slots `scope` reads: (its table's slot, its own slot: the partition's, or the
+/// table's again for a table scope). Scopes of different tables share a counter only when these
+/// collide, which is what the invalidation property tests (`tests/properties.rs`) need to assert
+/// exactly what is guaranteed and no more.
+#[doc(hidden)]
+pub fn scope_slots(scope: &Scope) -> (usize, usize) {
+    match scope {
+        Scope::Partition { table, pk } => (
+            slot(&[table], TABLE_SLOTS),
+            slot(&[table, pk], PARTITION_SLOTS),
+        ),
+        Scope::Table(table) => {
+            let t = slot(&[table], TABLE_SLOTS);
+            (t, t)
+        }
+    }
+}
+
 impl Default for Generations {
     fn default() -> Self {
         Self::new()
