@@ -281,7 +281,10 @@ fn partiql_plan<'a>(statements: impl IntoIterator<Item = Option<&'a str>>) -> Pl
         if first.eq_ignore_ascii_case("select") || first.eq_ignore_ascii_case("exists") {
             continue;
         }
-        let inv = partiql_table(statement).map_or(Invalidation::All, Invalidation::Table);
+        // A table ARN names the table, as in every other operation.
+        let inv = partiql_table(statement).map_or(Invalidation::All, |t| {
+            Invalidation::Table(table_name(&t).to_string())
+        });
         if !out.contains(&inv) {
             out.push(inv);
         }
@@ -496,6 +499,12 @@ mod tests {
                 Invalidation::Table("My\"Table".into()),
             ),
             ("UPDATE", Invalidation::All),
+            // Found by fuzz/decode_plan (fuzz/regressions/decode_plan/): an ARN was kept as the
+            // table name, so the write invalidated nothing cached for `T`.
+            (
+                "UPDATE \"arn:aws:dynamodb:us-east-1:1:table/T\" SET x = 1 WHERE pk = 'a'",
+                Invalidation::Table("T".into()),
+            ),
         ];
         for (stmt, expected) in cases {
             assert_eq!(
