@@ -222,8 +222,10 @@ fn parse_number(s: &str) -> Option<String> {
         return Some("0".to_string());
     }
     // value = 0.<digits> * 10^(int_len + exponent); with leading zeros removed the point moves.
-    let point = int_part.len() as i64 - leading as i64 + exponent;
-    // Scientific form d.ddd E (point - 1).
+    // Scientific form d.ddd E (point - 1). An exponent this overflows is far outside DynamoDB's
+    // range: such text stays as written (it used to wrap, giving 10E(2^63-1) and 1E(-2^63) one
+    // spelling, and to panic in a build with overflow checks).
+    let scientific_exponent = (int_part.len() as i64 - leading as i64 - 1).checked_add(exponent)?;
     let (first, tail) = significant.split_at(1);
     let mut out = String::with_capacity(significant.len() + 8);
     if negative {
@@ -234,7 +236,7 @@ fn parse_number(s: &str) -> Option<String> {
         out.push('.');
         out.push_str(tail);
     }
-    let _ = write!(out, "E{}", point - 1);
+    let _ = write!(out, "E{scientific_exponent}");
     Some(out)
 }
 
@@ -420,6 +422,14 @@ mod tests {
         assert_eq!(normalize_number("1200"), "1.2E3");
         assert_ne!(normalize_number("12"), normalize_number("1.2"));
         assert_ne!(normalize_number("-1"), normalize_number("1"));
+        // Exponents that overflow i64 arithmetic stay as written, and apart.
+        let (huge, tiny) = ("10e9223372036854775807", "1e-9223372036854775808");
+        assert_eq!(normalize_number(huge), huge);
+        assert_eq!(normalize_number(tiny), "1E-9223372036854775808");
+        assert_eq!(
+            normalize_number("1e9223372036854775807"),
+            "1E9223372036854775807"
+        );
         for bad in ["", "abc", "1e", "1.2.3", "--1", "."] {
             assert_eq!(normalize_number(bad), bad);
         }
