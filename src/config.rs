@@ -52,6 +52,34 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+}
+
+/// TLS on the client listener: both files set, or neither (plain HTTP).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+/// Overload protection: how many requests may be at the upstream at once, and how many may
+/// wait for a slot. Requests beyond that get `ThrottlingException` at once; cache hits never
+/// take a slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitsConfig {
+    pub max_upstream_requests: usize,
+    pub max_queued_requests: usize,
+    /// How long a request may wait for a slot before it is throttled.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,12 +93,17 @@ pub struct UpstreamConfig {
     pub endpoint: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Extra PEM CA certificates trusted for `https://` upstreams (besides the webpki roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub capacity_bytes: u64,
     pub ttl: TtlConfig,
+    /// How long past its TTL an entry may still answer a read when the upstream fails (no
+    /// answer, or a 5xx). Zero (the default) turns serve-stale off.
+    pub serve_stale: Duration,
     /// Per-table TTL overrides; a field left None falls back to `ttl`.
     pub tables: BTreeMap<String, TableTtlConfig>,
 }
@@ -109,6 +142,7 @@ impl Default for Config {
                 endpoint: None,
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(30),
+                ca_file: None,
             },
             cache: CacheConfig {
                 capacity_bytes: 256 * 1024 * 1024,
@@ -118,10 +152,17 @@ impl Default for Config {
                     negative: Duration::from_secs(300),
                 },
                 tables: BTreeMap::new(),
+                serve_stale: Duration::ZERO,
             },
             log: LogConfig {
                 format: LogFormat::Text,
                 level: "info".into(),
+            },
+            tls: TlsConfig::default(),
+            limits: LimitsConfig {
+                max_upstream_requests: 256,
+                max_queued_requests: 1024,
+                queue_timeout: Duration::from_secs(1),
             },
         }
     }
@@ -307,6 +348,34 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub negative_ttl: Option<Duration>,
 
+    /// Extra PEM CA certificates to trust for an https:// upstream [env: DDBCACHE_UPSTREAM_CA_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub upstream_ca_file: Option<PathBuf>,
+
+    /// Serve an expired entry for up to this long past its TTL when the upstream fails; 0s (default) disables [env: DDBCACHE_SERVE_STALE]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub serve_stale: Option<Duration>,
+
+    /// PEM certificate chain: serve clients over TLS (needs --tls-key-file) [env: DDBCACHE_TLS_CERT_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert-file [env: DDBCACHE_TLS_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Requests allowed at the upstream at once [env: DDBCACHE_MAX_UPSTREAM_REQUESTS] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_upstream_requests: Option<usize>,
+
+    /// Requests allowed to wait for an upstream slot; beyond, ThrottlingException [env: DDBCACHE_MAX_QUEUED_REQUESTS] [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_queued_requests: Option<usize>,
+
+    /// Longest wait for an upstream slot before ThrottlingException [env: DDBCACHE_QUEUE_TIMEOUT] [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub queue_timeout: Option<Duration>,
+
     /// Log output format: text or json [env: DDBCACHE_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -390,6 +459,12 @@ fn parse_string(s: &str) -> Result<String, String> {
     Ok(s.trim().to_owned())
 }
 
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
+}
+
 fn parse_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
@@ -408,6 +483,24 @@ struct FileConfig {
     upstream: FileUpstream,
     cache: FileCache,
     log: FileLog,
+    tls: FileTls,
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileLimits {
+    max_upstream_requests: Option<usize>,
+    max_queued_requests: Option<usize>,
+    #[serde(with = "humantime_serde")]
+    queue_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -422,6 +515,7 @@ struct FileUpstream {
     connect_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     request_timeout: Option<Duration>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -430,6 +524,8 @@ struct FileCache {
     capacity_bytes: Option<ByteSize>,
     ttl: FileTtl,
     tables: BTreeMap<String, FileTtl>,
+    #[serde(with = "humantime_serde")]
+    serve_stale: Option<Duration>,
 }
 
 /// Used for both `[cache.ttl]` and `[cache.tables.NAME]`.
@@ -581,6 +677,13 @@ knobs! {
     NEGATIVE_TTL = "cache.ttl.negative", "DDBCACHE_NEGATIVE_TTL", "--negative-ttl";
     LOG_FORMAT = "log.format", "DDBCACHE_LOG_FORMAT", "--log-format";
     LOG_LEVEL = "log.level", "DDBCACHE_LOG_LEVEL", "--log-level";
+    UPSTREAM_CA_FILE = "upstream.ca_file", "DDBCACHE_UPSTREAM_CA_FILE", "--upstream-ca-file";
+    SERVE_STALE = "cache.serve_stale", "DDBCACHE_SERVE_STALE", "--serve-stale";
+    TLS_CERT_FILE = "tls.cert_file", "DDBCACHE_TLS_CERT_FILE", "--tls-cert-file";
+    TLS_KEY_FILE = "tls.key_file", "DDBCACHE_TLS_KEY_FILE", "--tls-key-file";
+    MAX_UPSTREAM = "limits.max_upstream_requests", "DDBCACHE_MAX_UPSTREAM_REQUESTS", "--max-upstream-requests";
+    MAX_QUEUED = "limits.max_queued_requests", "DDBCACHE_MAX_QUEUED_REQUESTS", "--max-queued-requests";
+    QUEUE_TIMEOUT = "limits.queue_timeout", "DDBCACHE_QUEUE_TIMEOUT", "--queue-timeout";
 }
 
 /// The env var naming the config file (the `--config` flag wins over it).
@@ -681,6 +784,34 @@ fn apply_file(cfg: &mut Config, file: FileConfig, origins: &mut Origins, origin:
         cfg.upstream.request_timeout = v;
         set(REQUEST_TIMEOUT.key);
     }
+    if let Some(v) = up.ca_file {
+        cfg.upstream.ca_file = Some(v);
+        set(UPSTREAM_CA_FILE.key);
+    }
+    if let Some(v) = file.cache.serve_stale {
+        cfg.cache.serve_stale = v;
+        set(SERVE_STALE.key);
+    }
+    if let Some(v) = file.tls.cert_file {
+        cfg.tls.cert_file = Some(v);
+        set(TLS_CERT_FILE.key);
+    }
+    if let Some(v) = file.tls.key_file {
+        cfg.tls.key_file = Some(v);
+        set(TLS_KEY_FILE.key);
+    }
+    if let Some(v) = file.limits.max_upstream_requests {
+        cfg.limits.max_upstream_requests = v;
+        set(MAX_UPSTREAM.key);
+    }
+    if let Some(v) = file.limits.max_queued_requests {
+        cfg.limits.max_queued_requests = v;
+        set(MAX_QUEUED.key);
+    }
+    if let Some(v) = file.limits.queue_timeout {
+        cfg.limits.queue_timeout = v;
+        set(QUEUE_TIMEOUT.key);
+    }
     if let Some(ByteSize(v)) = file.cache.capacity_bytes {
         cfg.cache.capacity_bytes = v;
         set(CAPACITY.key);
@@ -765,6 +896,34 @@ fn apply_overrides(cfg: &mut Config, args: &Cli, origins: &mut Origins, layer: L
         cfg.upstream.request_timeout = v;
         origins.knob(&REQUEST_TIMEOUT, layer);
     }
+    if let Some(v) = &args.upstream_ca_file {
+        cfg.upstream.ca_file = Some(v.clone());
+        origins.knob(&UPSTREAM_CA_FILE, layer);
+    }
+    if let Some(v) = args.serve_stale {
+        cfg.cache.serve_stale = v;
+        origins.knob(&SERVE_STALE, layer);
+    }
+    if let Some(v) = &args.tls_cert_file {
+        cfg.tls.cert_file = Some(v.clone());
+        origins.knob(&TLS_CERT_FILE, layer);
+    }
+    if let Some(v) = &args.tls_key_file {
+        cfg.tls.key_file = Some(v.clone());
+        origins.knob(&TLS_KEY_FILE, layer);
+    }
+    if let Some(v) = args.max_upstream_requests {
+        cfg.limits.max_upstream_requests = v;
+        origins.knob(&MAX_UPSTREAM, layer);
+    }
+    if let Some(v) = args.max_queued_requests {
+        cfg.limits.max_queued_requests = v;
+        origins.knob(&MAX_QUEUED, layer);
+    }
+    if let Some(v) = args.queue_timeout {
+        cfg.limits.queue_timeout = v;
+        origins.knob(&QUEUE_TIMEOUT, layer);
+    }
     if let Some(v) = args.cache_capacity_bytes {
         cfg.cache.capacity_bytes = v;
         origins.knob(&CAPACITY, layer);
@@ -839,6 +998,13 @@ fn env_overrides(env: &dyn Fn(&str) -> Option<String>) -> Result<Cli, ConfigErro
         negative_ttl: var(env, &NEGATIVE_TTL, parse_duration)?,
         log_format: var(env, &LOG_FORMAT, parse_log_format)?,
         log_level: var(env, &LOG_LEVEL, parse_string)?,
+        upstream_ca_file: var(env, &UPSTREAM_CA_FILE, parse_path)?,
+        serve_stale: var(env, &SERVE_STALE, parse_duration)?,
+        tls_cert_file: var(env, &TLS_CERT_FILE, parse_path)?,
+        tls_key_file: var(env, &TLS_KEY_FILE, parse_path)?,
+        max_upstream_requests: var(env, &MAX_UPSTREAM, parse_count)?,
+        max_queued_requests: var(env, &MAX_QUEUED, parse_count)?,
+        queue_timeout: var(env, &QUEUE_TIMEOUT, parse_duration)?,
     })
 }
 
@@ -1013,6 +1179,46 @@ impl Config {
             }
         }
 
+        if self.cache.serve_stale > MAX_TTL {
+            return Err(ConfigError::invalid(
+                SERVE_STALE.key,
+                "must be at most 365 days",
+            ));
+        }
+        if let Some(ca) = &up.ca_file
+            && ca.as_os_str().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                UPSTREAM_CA_FILE.key,
+                "must not be empty",
+            ));
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    TLS_KEY_FILE.key,
+                    "must be set when tls.cert_file is",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    TLS_CERT_FILE.key,
+                    "must be set when tls.key_file is",
+                ));
+            }
+            _ => {}
+        }
+        let limits = &self.limits;
+        if limits.max_upstream_requests == 0 {
+            return Err(ConfigError::invalid(MAX_UPSTREAM.key, "must be > 0"));
+        }
+        if limits.queue_timeout.is_zero() && limits.max_queued_requests > 0 {
+            return Err(ConfigError::invalid(
+                QUEUE_TIMEOUT.key,
+                "must be > 0 (set limits.max_queued_requests = 0 for no queue)",
+            ));
+        }
+
         if self.log.level.trim().is_empty() {
             return Err(ConfigError::invalid(LOG_LEVEL.key, "must not be empty"));
         }
@@ -1100,6 +1306,68 @@ mod tests {
         mutate(&mut c);
         let e = c.validate().expect_err("expected a validation error");
         (e.key().unwrap_or_default().to_owned(), e.to_string())
+    }
+
+    #[test]
+    fn tls_limits_and_serve_stale_load_from_each_layer() {
+        let c = Config::from_toml_str(
+            r#"
+            [tls]
+            cert_file = "/c.pem"
+            key_file = "/k.pem"
+            [limits]
+            max_upstream_requests = 8
+            max_queued_requests = 0
+            queue_timeout = "250ms"
+            [cache]
+            serve_stale = "10m"
+            [upstream]
+            target = "https://ddb.internal:8443"
+            ca_file = "/ca.pem"
+            "#,
+        )
+        .unwrap();
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.key_file.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(c.limits.max_upstream_requests, 8);
+        assert_eq!(c.limits.max_queued_requests, 0);
+        assert_eq!(c.limits.queue_timeout, Duration::from_millis(250));
+        assert_eq!(c.cache.serve_stale, Duration::from_secs(600));
+        assert_eq!(c.upstream.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+
+        let env = env_of(&[
+            ("DDBCACHE_MAX_UPSTREAM_REQUESTS", "3"),
+            ("DDBCACHE_SERVE_STALE", "1m"),
+            ("DDBCACHE_TLS_CERT_FILE", "/env-c.pem"),
+            ("DDBCACHE_TLS_KEY_FILE", "/env-k.pem"),
+        ]);
+        let c = load_with_env(&cli(&["--max-upstream-requests", "5"]), env).unwrap();
+        assert_eq!(c.limits.max_upstream_requests, 5, "the flag wins");
+        assert_eq!(c.cache.serve_stale, Duration::from_secs(60));
+        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("/env-c.pem")));
+        let e = load_with_env(
+            &cli(&[]),
+            env_of(&[("DDBCACHE_MAX_QUEUED_REQUESTS", "many")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("limits.max_queued_requests"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_limits_must_be_usable() {
+        let (key, _) = invalid(|c| c.tls.cert_file = Some("/c.pem".into()));
+        assert_eq!(key, "tls.key_file");
+        let (key, _) = invalid(|c| c.tls.key_file = Some("/k.pem".into()));
+        assert_eq!(key, "tls.cert_file");
+        let (key, _) = invalid(|c| c.limits.max_upstream_requests = 0);
+        assert_eq!(key, "limits.max_upstream_requests");
+        let (key, msg) = invalid(|c| c.limits.queue_timeout = Duration::ZERO);
+        assert_eq!(key, "limits.queue_timeout");
+        assert!(msg.contains("max_queued_requests = 0"), "{msg}");
+        let mut no_queue = Config::default();
+        no_queue.limits.max_queued_requests = 0;
+        no_queue.limits.queue_timeout = Duration::ZERO;
+        no_queue.validate().unwrap();
     }
 
     #[test]
@@ -1287,6 +1555,7 @@ mod tests {
                 endpoint: Some("http://localhost:4566".into()),
                 connect_timeout: Duration::from_secs(3),
                 request_timeout: Duration::from_secs(4),
+                ca_file: None,
             },
             cache: CacheConfig {
                 capacity_bytes: 5_000_000,
@@ -1296,11 +1565,14 @@ mod tests {
                     negative: Duration::from_secs(60),
                 },
                 tables: BTreeMap::new(),
+                serve_stale: Duration::ZERO,
             },
             log: LogConfig {
                 format: LogFormat::Json,
                 level: "debug".into(),
             },
+            tls: TlsConfig::default(),
+            limits: Config::default().limits,
         };
         assert_eq!(from_env, expected);
         assert_eq!(from_flags, expected);

@@ -32,6 +32,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Too many requests waiting for the upstream (`limits.*`); SDKs retry with back-off.
+    #[error("{0}")]
+    Throttling(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,7 +50,9 @@ impl Error {
     /// The HTTP status DynamoDB would use for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Serialization(_) | Error::UnknownOperation(_) => StatusCode::BAD_REQUEST,
+            Error::Serialization(_) | Error::UnknownOperation(_) | Error::Throttling(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -64,6 +69,7 @@ impl Error {
             Error::Serialization(_) => "com.amazon.coral.service#SerializationException",
             Error::UnknownOperation(_) => "com.amazon.coral.service#UnknownOperationException",
             Error::PayloadTooLarge { .. } => "com.amazon.coral.service#RequestEntityTooLarge",
+            Error::Throttling(_) => "com.amazon.coral.availability#ThrottlingException",
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 "com.amazonaws.dynamodb.v20120810#ServiceUnavailable"
             }
@@ -82,6 +88,7 @@ impl Error {
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::Credentials(_) => "credentials",
             Error::Io { .. } => "io",
+            Error::Throttling(_) => "throttled",
             Error::Internal(_) => "internal",
         }
     }
