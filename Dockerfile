@@ -30,7 +30,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin ddbcache \
     && install -D -m 0755 target/release/ddbcache /out/ddbcache
 
-# distroless/cc: glibc, libgcc_s, CA certificates, /etc/passwd with the nonroot user (65532).
+# distroless/cc: glibc, libgcc_s, /etc/passwd with the nonroot user (65532), and CA certificates,
+# which the AWS credential chain's HTTPS client (STS for IRSA, SSO) reads from the system.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ddbcache /usr/local/bin/ddbcache
 COPY config/ddbcache.toml /etc/ddbcache/ddbcache.toml

@@ -243,7 +243,7 @@ fn free_port() -> u16 {
 /// What a test changes to run a container here.
 struct Local {
     upstream_url: String,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 /// The admin address a container's configuration gives (before any substitution).
@@ -288,7 +288,7 @@ fn localise(
         match key {
             "listen" | "admin_listen" => port(v),
             "config" => c.host_path(v).display().to_string(),
-            "data_dir" => local._data_dir.path().display().to_string(),
+            "data_dir" => local.data_dir.path().display().to_string(),
             "upstream" if v.eq_ignore_ascii_case("aws") => {
                 // The standard chain's credentials stand in for IRSA / pod identity; the endpoint
                 // override sends the re-signed requests to the local dynoxide.
@@ -376,7 +376,9 @@ struct Running {
     admin: SocketAddr,
     listen: SocketAddr,
     env: Vec<(String, String)>,
+    /// The upstream and the data directory live as long as the binary.
     _upstream: Dynoxide,
+    _local: Local,
 }
 
 /// Starts `c` here, and waits until its admin listener accepts connections (or it exits).
@@ -384,7 +386,7 @@ async fn start(c: &Container) -> Running {
     let upstream = Dynoxide::start().await;
     let local = Local {
         upstream_url: upstream.url(),
-        _data_dir: tempfile::tempdir().unwrap(),
+        data_dir: tempfile::tempdir().unwrap(),
     };
     let mut ports = BTreeMap::new();
     let (argv, env) = localise(c, &local, &mut ports);
@@ -431,6 +433,7 @@ async fn start(c: &Container) -> Running {
         listen,
         env,
         _upstream: upstream,
+        _local: local,
     }
 }
 
