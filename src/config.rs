@@ -288,6 +288,10 @@ impl ConfigError {
                   See docs/config.md for every setting."
 )]
 pub struct Cli {
+    /// Run a subcommand instead of the server (flags before it still configure it).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML config file to load (see config/ddbcache.toml) [env: DDBCACHE_CONFIG]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -383,6 +387,13 @@ pub struct Cli {
     /// Log filter, a tracing EnvFilter directive such as "info" or "ddbcache=debug" (RUST_LOG, if set, wins) [env: DDBCACHE_LOG_LEVEL] [default: info]
     #[arg(long, value_name = "FILTER", value_parser = parse_string)]
     pub log_level: Option<String>,
+}
+
+/// Subcommands; without one, `ddbcache` runs the server.
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum Command {
+    /// GET the admin listener's /healthz: exit 0 on 200 OK, 1 otherwise (for container health checks)
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -981,6 +992,7 @@ fn env_overrides(env: &dyn Fn(&str) -> Option<String>) -> Result<Cli, ConfigErro
         }
     }
     Ok(Cli {
+        command: None,
         config: None,
         listen: var(env, &LISTEN, parse_socket_addr)?,
         admin_listen: var(env, &ADMIN_LISTEN, parse_socket_addr)?,

@@ -13,10 +13,12 @@
 //! - [`metrics`]: Prometheus counters and histograms, registered on a registry we own.
 //! - [`config`]: the configuration tree and its loading.
 //! - [`error`]: the one error type.
+//! - [`healthcheck`]: the `ddbcache healthcheck` probe of `/healthz` (container health checks).
 
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
