@@ -37,6 +37,21 @@ pub enum Error {
     Throttling(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Auth is on and the request carries no `Authorization` header.
+    #[error("Request is missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// The `Authorization` header (or the date header it needs) is malformed or incomplete.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The signature does not match, is outside the clock-skew window, or its scope is wrong.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The access key id is not one of the configured client keys (or a session token was sent).
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// A verified key whose policy does not allow this operation on this table.
+    #[error("{0}")]
+    AccessDenied(String),
 }
 
 impl Error {
@@ -50,9 +65,15 @@ impl Error {
     /// The HTTP status DynamoDB would use for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Serialization(_) | Error::UnknownOperation(_) | Error::Throttling(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            // DynamoDB answers every authentication and authorization failure with 400.
+            Error::Serialization(_)
+            | Error::UnknownOperation(_)
+            | Error::MissingAuthenticationToken
+            | Error::IncompleteSignature(_)
+            | Error::InvalidSignature(_)
+            | Error::UnrecognizedClient
+            | Error::AccessDenied(_)
+            | Error::Throttling(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -70,6 +91,15 @@ impl Error {
             Error::UnknownOperation(_) => "com.amazon.coral.service#UnknownOperationException",
             Error::PayloadTooLarge { .. } => "com.amazon.coral.service#RequestEntityTooLarge",
             Error::Throttling(_) => "com.amazon.coral.availability#ThrottlingException",
+            Error::MissingAuthenticationToken => {
+                "com.amazon.coral.service#MissingAuthenticationTokenException"
+            }
+            Error::IncompleteSignature(_) => {
+                "com.amazon.coral.service#IncompleteSignatureException"
+            }
+            Error::InvalidSignature(_) => "com.amazon.coral.service#InvalidSignatureException",
+            Error::UnrecognizedClient => "com.amazon.coral.service#UnrecognizedClientException",
+            Error::AccessDenied(_) => "com.amazon.coral.service#AccessDeniedException",
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 "com.amazonaws.dynamodb.v20120810#ServiceUnavailable"
             }
@@ -90,6 +120,11 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Throttling(_) => "throttled",
             Error::Internal(_) => "internal",
+            Error::MissingAuthenticationToken => "missing_authentication_token",
+            Error::IncompleteSignature(_) => "incomplete_signature",
+            Error::InvalidSignature(_) => "invalid_signature",
+            Error::UnrecognizedClient => "unrecognized_client",
+            Error::AccessDenied(_) => "access_denied",
         }
     }
 

@@ -4,6 +4,8 @@
 //! A request reads top to bottom through these modules:
 //! - [`server`]: client and admin listeners, body limit, graceful shutdown.
 //! - [`protocol`]: `X-Amz-Target` -> [`protocol::Operation`], DynamoDB error JSON, response headers.
+//! - [`auth`]: SigV4 verification of clients and per-key allow-lists of tables and operations,
+//!   checked before any cache lookup.
 //! - [`plan`]: operation + body -> [`plan::Plan`] (read, write, table change, pass-through); pure.
 //! - [`cache`]: canonical keys, the moka tier, generation counters that make invalidation race-free.
 //! - [`schema`]: table key schemas from DescribeTable, dropped on table changes.
@@ -15,6 +17,7 @@
 //! - [`error`]: the one error type.
 //! - [`healthcheck`]: the `ddbcache healthcheck` probe of `/healthz` (container health checks).
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;

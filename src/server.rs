@@ -2,6 +2,7 @@
 //! plan, cache or upstream, invalidate, reply; the admin listener (`/metrics`, `/healthz`,
 //! `/readyz`); graceful shutdown.
 
+use crate::auth::{self, Auth, ClientKey};
 use crate::cache::plans::Plans;
 use crate::cache::replay::{has_item, replay_body, strip_consumed_capacity};
 use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
@@ -28,7 +29,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -90,6 +91,15 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         .map_err(|e| Error::io("reading the admin address", e))?;
 
     let tls = crate::tls::acceptor(&config.tls)?;
+    let auth = Auth::from_config(&config.auth)?;
+    match &auth {
+        Some(a) => tracing::info!(keys = a.key_count(), "client authentication on"),
+        None if !config.listen.ip().is_loopback() => tracing::warn!(
+            listen = %config.listen,
+            "client authentication is off on a non-loopback address (allow_unauthenticated)"
+        ),
+        None => {}
+    }
     let upstream = upstream::build(&config.upstream).await?;
     tracing::info!(upstream = %upstream.describe(), "upstream ready");
     let metrics = Metrics::register(&prometheus::Registry::new());
@@ -113,6 +123,7 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         config,
         options,
         addr,
+        auth,
         upstream,
         cache,
         generations: Generations::new(),
@@ -222,6 +233,8 @@ struct Proxy {
     config: Config,
     options: StartOptions,
     addr: SocketAddr,
+    /// Some when `[auth]` is enabled.
+    auth: Option<Auth>,
     upstream: Arc<dyn Upstream>,
     limiter: UpstreamLimiter,
     cache: LocalCache,
@@ -330,6 +343,14 @@ impl Proxy {
             Ok(b) => b,
             Err(e) => return self.local_error(None, e, &content_type),
         };
+        // Who is asking, before anything else is looked at (nothing to do when auth is off).
+        let key = match &self.auth {
+            None => None,
+            Some(a) => match a.verify(&parts, &body, SystemTime::now()) {
+                Ok(key) => Some(key),
+                Err(e) => return self.local_error(None, e, &content_type),
+            },
+        };
         if parts.method != Method::POST || parts.uri.path() != "/" {
             // Not a DynamoDB API call (health checks of local engines, ...): forwarded as is.
             return self.forward("other", &parts, body, CacheStatus::None).await;
@@ -339,6 +360,12 @@ impl Proxy {
             Ok(op) => op,
             Err(e) => return self.local_error(None, e, &content_type),
         };
+        // What it may do, before any remembered plan or cache entry is used.
+        if let Some(key) = key
+            && let Err(e) = Self::authorize(key, op, &body)
+        {
+            return self.local_error(Some(op), e, &content_type);
+        }
         // Read before any schema is looked up: a plan remembered under it was made with schemas
         // that were current then.
         let schema_epoch = self.schemas.epoch();
@@ -422,6 +449,20 @@ impl Proxy {
             proxy.invalidate(&invalidations);
             proxy.metrics.deferred_invalidations.inc();
         });
+    }
+
+    /// Checks `key`'s policy against every table the request touches. A body that is not a JSON
+    /// object is refused here as it would be later.
+    fn authorize(key: &ClientKey, op: Operation, body: &[u8]) -> Result<(), Error> {
+        match Json::parse(body) {
+            Ok(Json::Object(request)) => auth::authorize(key, op, &request),
+            Ok(_) => Err(Error::Serialization(
+                "the request body must be a JSON object".into(),
+            )),
+            Err(e) => Err(Error::Serialization(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
+        }
     }
 
     fn invalidate(&self, invalidations: &[Invalidation]) {
