@@ -549,3 +549,66 @@ async fn put_at(addr: SocketAddr, pk: &str, v: &str) -> RawResponse {
         .ddb_json("PutItem", &body)
         .await
 }
+
+/// The real binary, stopped by a signal while a write is in flight: the write is answered, the
+/// process exits 0, and the port is closed.
+async fn signal_stops_the_binary_after_in_flight_requests(signal: &str) {
+    let dynoxide = Dynoxide::start().await;
+    let relay = Relay::start_new(dynoxide.addr).await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (listen, admin) = (free(), free());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ddbcache"))
+        .args(["--listen", &listen.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--upstream", &relay.url()])
+        .args(["--log-level", "warn"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready when the admin listener answers.
+    loop {
+        if TcpStream::connect(admin).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    create_simple_table(&sdk_client(&format!("http://{listen}"), true), TABLE).await;
+
+    relay.set(Mode::Delay(Duration::from_millis(500)));
+    let in_flight = tokio::spawn(async move { put_at(listen, "sig", "v").await });
+    loop {
+        if scrape(admin).await.upstream("PutItem") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let resp = in_flight.await.unwrap();
+    assert_eq!(resp.status, 200, "in-flight write: {}", resp.text());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(status.success(), "exit status after {signal}: {status:?}");
+    assert!(TcpStream::connect(listen).await.is_err());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_0() {
+    signal_stops_the_binary_after_in_flight_requests("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_finishes_in_flight_requests_and_exits_0() {
+    signal_stops_the_binary_after_in_flight_requests("INT").await;
+}
