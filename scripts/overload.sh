@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Overload measurement: hits while a write flood exceeds the upstream limits.
 set -u
-mkdir -p "${OUT:-target/overload}"
 cd "$(dirname "$0")/.."
+mkdir -p "${OUT:-target/overload}"
 cargo build --release --bin ddbcache --bin ddbcache-load
 B=target/release
 $B/ddbcache-load backend --listen 127.0.0.1:18001 >${OUT:-target/overload}/backend.log 2>&1 & BP=$!
