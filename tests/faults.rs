@@ -198,6 +198,13 @@ fn value(resp: &RawResponse) -> Option<String> {
     resp.json()["Item"]["v"]["S"].as_str().map(str::to_string)
 }
 
+/// Polls the admin `/metrics` at `admin` until `ready` holds.
+async fn wait_for_metrics(admin: SocketAddr, ready: impl Fn(&Metrics) -> bool) {
+    while !ready(&scrape(admin).await) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn assert_service_unavailable(resp: &RawResponse, what: &str) {
     assert_eq!(resp.status, 503, "{what}: {}", resp.text());
     assert_eq!(
@@ -337,13 +344,10 @@ async fn write_with_unknown_outcome_is_invalidated_again_later() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Then for the deferred invalidation.
-    loop {
-        let m = proxy.metrics().await;
-        if m.sum("ddbcache_deferred_invalidations_total", &[]) >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metrics(proxy.admin_addr, |m| {
+        m.sum("ddbcache_deferred_invalidations_total", &[]) >= 1.0
+    })
+    .await;
     let after = get(&proxy, "a").await;
     assert_eq!(
         value(&after).as_deref(),
@@ -430,15 +434,11 @@ async fn overload_gives_throttling_quickly_while_hits_keep_being_served() {
                 .await
         }));
     }
-    loop {
-        let m = proxy.metrics().await;
-        if m.sum("ddbcache_upstream_in_flight", &[]) == 2.0
+    wait_for_metrics(proxy.admin_addr, |m| {
+        m.sum("ddbcache_upstream_in_flight", &[]) == 2.0
             && m.sum("ddbcache_upstream_queued", &[]) == 2.0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     for i in 0..5 {
         let resp = get(&proxy, &format!("over{i}")).await;
         assert_eq!(resp.status, 400, "{}", resp.text());
@@ -491,17 +491,10 @@ async fn the_queue_timeout_throttles_requests_that_wait_too_long() {
             .ddb_json("GetItem", &key_of("held"))
             .await
     });
-    loop {
-        if proxy
-            .metrics()
-            .await
-            .sum("ddbcache_upstream_in_flight", &[])
-            == 1.0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_metrics(proxy.admin_addr, |m| {
+        m.sum("ddbcache_upstream_in_flight", &[]) == 1.0
+    })
+    .await;
     let resp = get(&proxy, "waits").await;
     assert_eq!(
         resp.error_type().as_deref(),
@@ -527,12 +520,7 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move { put_at(addr, "late", "v").await });
     // Wait until the request is at the upstream.
-    loop {
-        if proxy.metrics().await.upstream("PutItem") >= 2.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_metrics(proxy.admin_addr, |m| m.upstream("PutItem") >= 2.0).await;
     proxy.shutdown().await;
     let resp = in_flight.await.unwrap();
     assert_eq!(resp.status, 200, "in-flight write: {}", resp.text());
@@ -581,12 +569,7 @@ async fn signal_stops_the_binary_after_in_flight_requests(signal: &str) {
 
     relay.set(Mode::Delay(Duration::from_millis(500)));
     let in_flight = tokio::spawn(async move { put_at(listen, "sig", "v").await });
-    loop {
-        if scrape(admin).await.upstream("PutItem") >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_metrics(admin, |m| m.upstream("PutItem") >= 1.0).await;
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid])
