@@ -459,9 +459,84 @@ fn parts(c: &mut Criterion) {
     group.finish();
 }
 
+/// A GetItem signed by aws-sigv4 with the headers aws-sdk-dynamodb signs, verified by the proxy
+/// (`auth/verify`) and checked against a key's policy (`auth/authorize`, body parse included).
+fn auth(c: &mut Criterion) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use ddbcache::auth::{ClientKey, KeyStore, Policy, Secret, authorize, verify};
+    use std::time::SystemTime;
+
+    let (id, secret) = ("AKIDBENCH", "bench/Secret+Key");
+    let now = SystemTime::now();
+    let body = get_item_request(7);
+    let identity = aws_credential_types::Credentials::new(id, secret, None, None, "bench").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("dynamodb")
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("host", "127.0.0.1:8000"),
+        ("content-type", "application/x-amz-json-1.0"),
+        ("content-length", "91"),
+        ("x-amz-target", "DynamoDB_20120810.GetItem"),
+        (
+            "x-amz-user-agent",
+            "aws-sdk-rust/1.3.0 api/dynamodb/1.136.0 os/linux lang/rust/1.95.0",
+        ),
+    ];
+    let request = SignableRequest::new(
+        "POST",
+        "http://127.0.0.1:8000/",
+        headers.iter().copied(),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers.iter().copied().chain(instructions.headers()) {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let policy = Policy::new(&["Orders*".into()], &["GetItem".into(), "Query".into()]).unwrap();
+    let keys = KeyStore::new([ClientKey::new(id, Secret::new(secret), policy)]).unwrap();
+    let skew = Duration::from_secs(900);
+    verify("POST", "/", &map, &body, now, &keys, skew).unwrap();
+
+    let mut group = c.benchmark_group("auth");
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            verify(
+                "POST",
+                "/",
+                black_box(&map),
+                black_box(&body),
+                now,
+                &keys,
+                skew,
+            )
+            .unwrap()
+        })
+    });
+    let key = keys.get(id).unwrap();
+    group.bench_function("authorize", |b| {
+        b.iter(|| match Json::parse(black_box(&body)).unwrap() {
+            Json::Object(req) => authorize(key, Operation::GetItem, &req).unwrap(),
+            _ => unreachable!(),
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = bench_config();
-    targets = decode_and_plan, hit_path, parts
+    targets = decode_and_plan, hit_path, parts, auth
 }
 criterion_main!(benches);

@@ -289,8 +289,8 @@ struct HashedKey {
 struct PerEntryTtl;
 
 impl<K> moka::Expiry<K, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &K, v: &Entry, _: Instant) -> Option<Duration> {
-        Some(v.ttl)
+    fn expire_after_create(&self, _: &K, v: &Entry, now: Instant) -> Option<Duration> {
+        Some(v.fresh_until.saturating_duration_since(now))
     }
 }
 

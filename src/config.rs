@@ -27,6 +27,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::{Deserialize, Deserializer};
 
+use crate::auth::keys::{Secret, check_key_config, parse_env_keys};
+
 /// Where requests that the cache cannot answer go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamTarget {
@@ -52,6 +54,72 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    /// Lets the proxy listen on a non-loopback address with auth disabled.
+    pub allow_unauthenticated: bool,
+}
+
+/// `[auth]`: SigV4 verification of client requests and per-key allow-lists (docs/security.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// A TOML file of `[[keys]]`, read at start.
+    pub keys_file: Option<PathBuf>,
+    /// Inline `[[auth.keys]]`, or those of `DDBCACHE_AUTH_KEYS` (which replace them).
+    pub keys: Vec<KeyConfig>,
+    /// How far a request's date may be from the proxy's clock, either way.
+    pub max_clock_skew: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            keys_file: None,
+            keys: Vec::new(),
+            max_clock_skew: crate::auth::sigv4::DEFAULT_MAX_SKEW,
+        }
+    }
+}
+
+/// One client key as configured. `Debug` redacts the secret.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Table names or globs (`*`, `?`) this key may touch.
+    pub tables: Vec<String>,
+    /// Operation names or globs this key may call.
+    pub operations: Vec<String>,
+}
+
+/// TLS on the client listener: both files set, or neither (plain HTTP).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+/// Overload protection: how many requests may be at the upstream at once, and how many may
+/// wait for a slot. Requests beyond that get `ThrottlingException` at once; cache hits never
+/// take a slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitsConfig {
+    pub max_upstream_requests: usize,
+    pub max_queued_requests: usize,
+    /// How long a request may wait for a slot before it is throttled.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,12 +133,17 @@ pub struct UpstreamConfig {
     pub endpoint: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Extra PEM CA certificates trusted for `https://` upstreams (besides the webpki roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub capacity_bytes: u64,
     pub ttl: TtlConfig,
+    /// How long past its TTL an entry may still answer a read when the upstream fails (no
+    /// answer, or a 5xx). Zero (the default) turns serve-stale off.
+    pub serve_stale: Duration,
     /// Per-table TTL overrides; a field left None falls back to `ttl`.
     pub tables: BTreeMap<String, TableTtlConfig>,
 }
@@ -109,6 +182,7 @@ impl Default for Config {
                 endpoint: None,
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(30),
+                ca_file: None,
             },
             cache: CacheConfig {
                 capacity_bytes: 256 * 1024 * 1024,
@@ -118,11 +192,20 @@ impl Default for Config {
                     negative: Duration::from_secs(300),
                 },
                 tables: BTreeMap::new(),
+                serve_stale: Duration::ZERO,
             },
             log: LogConfig {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            tls: TlsConfig::default(),
+            limits: LimitsConfig {
+                max_upstream_requests: 256,
+                max_queued_requests: 1024,
+                queue_timeout: Duration::from_secs(1),
+            },
+            auth: AuthConfig::default(),
+            allow_unauthenticated: false,
         }
     }
 }
@@ -247,6 +330,10 @@ impl ConfigError {
                   See docs/config.md for every setting."
 )]
 pub struct Cli {
+    /// Run a subcommand instead of the server (flags before it still configure it).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML config file to load (see config/ddbcache.toml) [env: DDBCACHE_CONFIG]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -307,6 +394,34 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub negative_ttl: Option<Duration>,
 
+    /// Extra PEM CA certificates to trust for an https:// upstream [env: DDBCACHE_UPSTREAM_CA_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub upstream_ca_file: Option<PathBuf>,
+
+    /// Serve an expired entry for up to this long past its TTL when the upstream fails; 0s (default) disables [env: DDBCACHE_SERVE_STALE]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub serve_stale: Option<Duration>,
+
+    /// PEM certificate chain: serve clients over TLS (needs --tls-key-file) [env: DDBCACHE_TLS_CERT_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert-file [env: DDBCACHE_TLS_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Requests allowed at the upstream at once [env: DDBCACHE_MAX_UPSTREAM_REQUESTS] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_upstream_requests: Option<usize>,
+
+    /// Requests allowed to wait for an upstream slot; beyond, ThrottlingException [env: DDBCACHE_MAX_QUEUED_REQUESTS] [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_queued_requests: Option<usize>,
+
+    /// Longest wait for an upstream slot before ThrottlingException [env: DDBCACHE_QUEUE_TIMEOUT] [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub queue_timeout: Option<Duration>,
+
     /// Log output format: text or json [env: DDBCACHE_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
@@ -314,6 +429,33 @@ pub struct Cli {
     /// Log filter, a tracing EnvFilter directive such as "info" or "ddbcache=debug" (RUST_LOG, if set, wins) [env: DDBCACHE_LOG_LEVEL] [default: info]
     #[arg(long, value_name = "FILTER", value_parser = parse_string)]
     pub log_level: Option<String>,
+
+    /// Verify each request's SigV4 signature against the client keys and apply their allow-lists; --auth=false turns it off [env: DDBCACHE_AUTH] [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub auth: Option<bool>,
+
+    /// TOML file of client keys ([[keys]] tables) [env: DDBCACHE_AUTH_KEYS_FILE]
+    #[arg(long, value_name = "PATH", value_parser = parse_path)]
+    pub auth_keys_file: Option<PathBuf>,
+
+    /// How far a request's signing date may be from the proxy's clock [env: DDBCACHE_AUTH_MAX_CLOCK_SKEW] [default: 15m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub auth_max_clock_skew: Option<Duration>,
+
+    /// Allow listening on a non-loopback address with auth disabled [env: DDBCACHE_ALLOW_UNAUTHENTICATED] [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub allow_unauthenticated: Option<bool>,
+
+    /// Client keys from DDBCACHE_AUTH_KEYS (environment only: secrets do not belong on a command line).
+    #[arg(skip)]
+    pub auth_keys: Option<Vec<KeyConfig>>,
+}
+
+/// Subcommands; without one, `ddbcache` runs the server.
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum Command {
+    /// GET the admin listener's /healthz: exit 0 on 200 OK, 1 otherwise (for container health checks)
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,8 +528,23 @@ fn parse_upstream_target(s: &str) -> Result<UpstreamTarget, String> {
     })
 }
 
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` (case-insensitive).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true or false)")),
+    }
+}
+
 fn parse_string(s: &str) -> Result<String, String> {
     Ok(s.trim().to_owned())
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
 }
 
 fn parse_path(s: &str) -> Result<PathBuf, String> {
@@ -408,6 +565,36 @@ struct FileConfig {
     upstream: FileUpstream,
     cache: FileCache,
     log: FileLog,
+    tls: FileTls,
+    limits: FileLimits,
+    auth: FileAuth,
+    allow_unauthenticated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileLimits {
+    max_upstream_requests: Option<usize>,
+    max_queued_requests: Option<usize>,
+    #[serde(with = "humantime_serde")]
+    queue_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileAuth {
+    enabled: Option<bool>,
+    keys_file: Option<PathBuf>,
+    keys: Option<Vec<KeyConfig>>,
+    #[serde(with = "humantime_serde")]
+    max_clock_skew: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -422,6 +609,7 @@ struct FileUpstream {
     connect_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     request_timeout: Option<Duration>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -430,6 +618,8 @@ struct FileCache {
     capacity_bytes: Option<ByteSize>,
     ttl: FileTtl,
     tables: BTreeMap<String, FileTtl>,
+    #[serde(with = "humantime_serde")]
+    serve_stale: Option<Duration>,
 }
 
 /// Used for both `[cache.ttl]` and `[cache.tables.NAME]`.
@@ -581,7 +771,22 @@ knobs! {
     NEGATIVE_TTL = "cache.ttl.negative", "DDBCACHE_NEGATIVE_TTL", "--negative-ttl";
     LOG_FORMAT = "log.format", "DDBCACHE_LOG_FORMAT", "--log-format";
     LOG_LEVEL = "log.level", "DDBCACHE_LOG_LEVEL", "--log-level";
+    UPSTREAM_CA_FILE = "upstream.ca_file", "DDBCACHE_UPSTREAM_CA_FILE", "--upstream-ca-file";
+    SERVE_STALE = "cache.serve_stale", "DDBCACHE_SERVE_STALE", "--serve-stale";
+    TLS_CERT_FILE = "tls.cert_file", "DDBCACHE_TLS_CERT_FILE", "--tls-cert-file";
+    TLS_KEY_FILE = "tls.key_file", "DDBCACHE_TLS_KEY_FILE", "--tls-key-file";
+    MAX_UPSTREAM = "limits.max_upstream_requests", "DDBCACHE_MAX_UPSTREAM_REQUESTS", "--max-upstream-requests";
+    MAX_QUEUED = "limits.max_queued_requests", "DDBCACHE_MAX_QUEUED_REQUESTS", "--max-queued-requests";
+    QUEUE_TIMEOUT = "limits.queue_timeout", "DDBCACHE_QUEUE_TIMEOUT", "--queue-timeout";
+    AUTH = "auth.enabled", "DDBCACHE_AUTH", "--auth";
+    AUTH_KEYS_FILE = "auth.keys_file", "DDBCACHE_AUTH_KEYS_FILE", "--auth-keys-file";
+    MAX_CLOCK_SKEW = "auth.max_clock_skew", "DDBCACHE_AUTH_MAX_CLOCK_SKEW", "--auth-max-clock-skew";
+    ALLOW_UNAUTHENTICATED = "allow_unauthenticated", "DDBCACHE_ALLOW_UNAUTHENTICATED", "--allow-unauthenticated";
 }
+
+/// The env var holding client keys in the compact form (see [`crate::auth::keys`]); no flag.
+pub const AUTH_KEYS_ENV: &str = "DDBCACHE_AUTH_KEYS";
+const AUTH_KEYS_KEY: &str = "auth.keys";
 
 /// The env var naming the config file (the `--config` flag wins over it).
 pub const CONFIG_ENV: &str = "DDBCACHE_CONFIG";
@@ -681,6 +886,34 @@ fn apply_file(cfg: &mut Config, file: FileConfig, origins: &mut Origins, origin:
         cfg.upstream.request_timeout = v;
         set(REQUEST_TIMEOUT.key);
     }
+    if let Some(v) = up.ca_file {
+        cfg.upstream.ca_file = Some(v);
+        set(UPSTREAM_CA_FILE.key);
+    }
+    if let Some(v) = file.cache.serve_stale {
+        cfg.cache.serve_stale = v;
+        set(SERVE_STALE.key);
+    }
+    if let Some(v) = file.tls.cert_file {
+        cfg.tls.cert_file = Some(v);
+        set(TLS_CERT_FILE.key);
+    }
+    if let Some(v) = file.tls.key_file {
+        cfg.tls.key_file = Some(v);
+        set(TLS_KEY_FILE.key);
+    }
+    if let Some(v) = file.limits.max_upstream_requests {
+        cfg.limits.max_upstream_requests = v;
+        set(MAX_UPSTREAM.key);
+    }
+    if let Some(v) = file.limits.max_queued_requests {
+        cfg.limits.max_queued_requests = v;
+        set(MAX_QUEUED.key);
+    }
+    if let Some(v) = file.limits.queue_timeout {
+        cfg.limits.queue_timeout = v;
+        set(QUEUE_TIMEOUT.key);
+    }
     if let Some(ByteSize(v)) = file.cache.capacity_bytes {
         cfg.cache.capacity_bytes = v;
         set(CAPACITY.key);
@@ -725,6 +958,26 @@ fn apply_file(cfg: &mut Config, file: FileConfig, origins: &mut Origins, origin:
         cfg.log.level = v;
         set(LOG_LEVEL.key);
     }
+    if let Some(v) = file.auth.enabled {
+        cfg.auth.enabled = v;
+        set(AUTH.key);
+    }
+    if let Some(v) = file.auth.keys_file {
+        cfg.auth.keys_file = Some(v);
+        set(AUTH_KEYS_FILE.key);
+    }
+    if let Some(v) = file.auth.keys {
+        cfg.auth.keys = v;
+        set(AUTH_KEYS_KEY);
+    }
+    if let Some(v) = file.auth.max_clock_skew {
+        cfg.auth.max_clock_skew = v;
+        set(MAX_CLOCK_SKEW.key);
+    }
+    if let Some(v) = file.allow_unauthenticated {
+        cfg.allow_unauthenticated = v;
+        set(ALLOW_UNAUTHENTICATED.key);
+    }
 }
 
 /// Applies the settings present in `args` (flags, or env vars parsed into the same shape).
@@ -765,6 +1018,34 @@ fn apply_overrides(cfg: &mut Config, args: &Cli, origins: &mut Origins, layer: L
         cfg.upstream.request_timeout = v;
         origins.knob(&REQUEST_TIMEOUT, layer);
     }
+    if let Some(v) = &args.upstream_ca_file {
+        cfg.upstream.ca_file = Some(v.clone());
+        origins.knob(&UPSTREAM_CA_FILE, layer);
+    }
+    if let Some(v) = args.serve_stale {
+        cfg.cache.serve_stale = v;
+        origins.knob(&SERVE_STALE, layer);
+    }
+    if let Some(v) = &args.tls_cert_file {
+        cfg.tls.cert_file = Some(v.clone());
+        origins.knob(&TLS_CERT_FILE, layer);
+    }
+    if let Some(v) = &args.tls_key_file {
+        cfg.tls.key_file = Some(v.clone());
+        origins.knob(&TLS_KEY_FILE, layer);
+    }
+    if let Some(v) = args.max_upstream_requests {
+        cfg.limits.max_upstream_requests = v;
+        origins.knob(&MAX_UPSTREAM, layer);
+    }
+    if let Some(v) = args.max_queued_requests {
+        cfg.limits.max_queued_requests = v;
+        origins.knob(&MAX_QUEUED, layer);
+    }
+    if let Some(v) = args.queue_timeout {
+        cfg.limits.queue_timeout = v;
+        origins.knob(&QUEUE_TIMEOUT, layer);
+    }
     if let Some(v) = args.cache_capacity_bytes {
         cfg.cache.capacity_bytes = v;
         origins.knob(&CAPACITY, layer);
@@ -800,6 +1081,26 @@ fn apply_overrides(cfg: &mut Config, args: &Cli, origins: &mut Origins, layer: L
         cfg.log.level = v.clone();
         origins.knob(&LOG_LEVEL, layer);
     }
+    if let Some(v) = args.auth {
+        cfg.auth.enabled = v;
+        origins.knob(&AUTH, layer);
+    }
+    if let Some(v) = &args.auth_keys_file {
+        cfg.auth.keys_file = Some(v.clone());
+        origins.knob(&AUTH_KEYS_FILE, layer);
+    }
+    if let Some(v) = args.auth_max_clock_skew {
+        cfg.auth.max_clock_skew = v;
+        origins.knob(&MAX_CLOCK_SKEW, layer);
+    }
+    if let Some(v) = &args.auth_keys {
+        cfg.auth.keys = v.clone();
+        origins.set(AUTH_KEYS_KEY, format!("set by {AUTH_KEYS_ENV}"));
+    }
+    if let Some(v) = args.allow_unauthenticated {
+        cfg.allow_unauthenticated = v;
+        origins.knob(&ALLOW_UNAUTHENTICATED, layer);
+    }
 }
 
 /// Reads the `DDBCACHE_*` variables into a [`Cli`] (everything but `config`). Empty or
@@ -822,6 +1123,7 @@ fn env_overrides(env: &dyn Fn(&str) -> Option<String>) -> Result<Cli, ConfigErro
         }
     }
     Ok(Cli {
+        command: None,
         config: None,
         listen: var(env, &LISTEN, parse_socket_addr)?,
         admin_listen: var(env, &ADMIN_LISTEN, parse_socket_addr)?,
@@ -839,6 +1141,28 @@ fn env_overrides(env: &dyn Fn(&str) -> Option<String>) -> Result<Cli, ConfigErro
         negative_ttl: var(env, &NEGATIVE_TTL, parse_duration)?,
         log_format: var(env, &LOG_FORMAT, parse_log_format)?,
         log_level: var(env, &LOG_LEVEL, parse_string)?,
+        upstream_ca_file: var(env, &UPSTREAM_CA_FILE, parse_path)?,
+        serve_stale: var(env, &SERVE_STALE, parse_duration)?,
+        tls_cert_file: var(env, &TLS_CERT_FILE, parse_path)?,
+        tls_key_file: var(env, &TLS_KEY_FILE, parse_path)?,
+        max_upstream_requests: var(env, &MAX_UPSTREAM, parse_count)?,
+        max_queued_requests: var(env, &MAX_QUEUED, parse_count)?,
+        queue_timeout: var(env, &QUEUE_TIMEOUT, parse_duration)?,
+        auth: var(env, &AUTH, parse_bool)?,
+        auth_keys_file: var(env, &AUTH_KEYS_FILE, parse_path)?,
+        auth_max_clock_skew: var(env, &MAX_CLOCK_SKEW, parse_duration)?,
+        allow_unauthenticated: var(env, &ALLOW_UNAUTHENTICATED, parse_bool)?,
+        auth_keys: match env(AUTH_KEYS_ENV) {
+            Some(v) if !v.trim().is_empty() => {
+                let v = zeroize::Zeroizing::new(v);
+                Some(parse_env_keys(&v).map_err(|message| ConfigError::Invalid {
+                    key: AUTH_KEYS_KEY.to_owned(),
+                    origin: Some(format!("set by {AUTH_KEYS_ENV}")),
+                    message,
+                })?)
+            }
+            _ => None,
+        },
     })
 }
 
@@ -1013,6 +1337,46 @@ impl Config {
             }
         }
 
+        if self.cache.serve_stale > MAX_TTL {
+            return Err(ConfigError::invalid(
+                SERVE_STALE.key,
+                "must be at most 365 days",
+            ));
+        }
+        if let Some(ca) = &up.ca_file
+            && ca.as_os_str().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                UPSTREAM_CA_FILE.key,
+                "must not be empty",
+            ));
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    TLS_KEY_FILE.key,
+                    "must be set when tls.cert_file is",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    TLS_CERT_FILE.key,
+                    "must be set when tls.key_file is",
+                ));
+            }
+            _ => {}
+        }
+        let limits = &self.limits;
+        if limits.max_upstream_requests == 0 {
+            return Err(ConfigError::invalid(MAX_UPSTREAM.key, "must be > 0"));
+        }
+        if limits.queue_timeout.is_zero() && limits.max_queued_requests > 0 {
+            return Err(ConfigError::invalid(
+                QUEUE_TIMEOUT.key,
+                "must be > 0 (set limits.max_queued_requests = 0 for no queue)",
+            ));
+        }
+
         if self.log.level.trim().is_empty() {
             return Err(ConfigError::invalid(LOG_LEVEL.key, "must not be empty"));
         }
@@ -1020,6 +1384,57 @@ impl Config {
             return Err(ConfigError::invalid(
                 LOG_LEVEL.key,
                 format!("{:?} is not a valid filter directive: {e}", self.log.level),
+            ));
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let skew = auth.max_clock_skew;
+        if skew < Duration::from_secs(1) || skew > Duration::from_secs(3600) {
+            return Err(ConfigError::invalid(
+                MAX_CLOCK_SKEW.key,
+                "must be between 1s and 1h (AWS uses 15m)",
+            ));
+        }
+        if auth
+            .keys_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                AUTH_KEYS_FILE.key,
+                "must not be empty",
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, k) in auth.keys.iter().enumerate() {
+            check_key_config(k)
+                .map_err(|m| ConfigError::invalid(AUTH_KEYS_KEY, format!("key #{}: {m}", i + 1)))?;
+            if !ids.insert(k.access_key_id.as_str()) {
+                return Err(ConfigError::invalid(
+                    AUTH_KEYS_KEY,
+                    format!("access key id {:?} is configured twice", k.access_key_id),
+                ));
+            }
+        }
+        if auth.enabled && auth.keys.is_empty() && auth.keys_file.is_none() {
+            return Err(ConfigError::invalid(
+                AUTH.key,
+                "auth is enabled but no client keys are configured: add [[auth.keys]], \
+                 auth.keys_file (--auth-keys-file) or DDBCACHE_AUTH_KEYS",
+            ));
+        }
+        if !auth.enabled && !self.allow_unauthenticated && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::invalid(
+                LISTEN.key,
+                format!(
+                    "{} is not a loopback address and auth is disabled, so anyone who can reach \
+                     it could read every cached item: enable auth ([auth] enabled = true, --auth) \
+                     or pass --allow-unauthenticated (DDBCACHE_ALLOW_UNAUTHENTICATED=true)",
+                    self.listen
+                ),
             ));
         }
         Ok(())
@@ -1103,6 +1518,68 @@ mod tests {
     }
 
     #[test]
+    fn tls_limits_and_serve_stale_load_from_each_layer() {
+        let c = Config::from_toml_str(
+            r#"
+            [tls]
+            cert_file = "/c.pem"
+            key_file = "/k.pem"
+            [limits]
+            max_upstream_requests = 8
+            max_queued_requests = 0
+            queue_timeout = "250ms"
+            [cache]
+            serve_stale = "10m"
+            [upstream]
+            target = "https://ddb.internal:8443"
+            ca_file = "/ca.pem"
+            "#,
+        )
+        .unwrap();
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.key_file.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(c.limits.max_upstream_requests, 8);
+        assert_eq!(c.limits.max_queued_requests, 0);
+        assert_eq!(c.limits.queue_timeout, Duration::from_millis(250));
+        assert_eq!(c.cache.serve_stale, Duration::from_secs(600));
+        assert_eq!(c.upstream.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+
+        let env = env_of(&[
+            ("DDBCACHE_MAX_UPSTREAM_REQUESTS", "3"),
+            ("DDBCACHE_SERVE_STALE", "1m"),
+            ("DDBCACHE_TLS_CERT_FILE", "/env-c.pem"),
+            ("DDBCACHE_TLS_KEY_FILE", "/env-k.pem"),
+        ]);
+        let c = load_with_env(&cli(&["--max-upstream-requests", "5"]), env).unwrap();
+        assert_eq!(c.limits.max_upstream_requests, 5, "the flag wins");
+        assert_eq!(c.cache.serve_stale, Duration::from_secs(60));
+        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("/env-c.pem")));
+        let e = load_with_env(
+            &cli(&[]),
+            env_of(&[("DDBCACHE_MAX_QUEUED_REQUESTS", "many")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("limits.max_queued_requests"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_limits_must_be_usable() {
+        let (key, _) = invalid(|c| c.tls.cert_file = Some("/c.pem".into()));
+        assert_eq!(key, "tls.key_file");
+        let (key, _) = invalid(|c| c.tls.key_file = Some("/k.pem".into()));
+        assert_eq!(key, "tls.cert_file");
+        let (key, _) = invalid(|c| c.limits.max_upstream_requests = 0);
+        assert_eq!(key, "limits.max_upstream_requests");
+        let (key, msg) = invalid(|c| c.limits.queue_timeout = Duration::ZERO);
+        assert_eq!(key, "limits.queue_timeout");
+        assert!(msg.contains("max_queued_requests = 0"), "{msg}");
+        let mut no_queue = Config::default();
+        no_queue.limits.max_queued_requests = 0;
+        no_queue.limits.queue_timeout = Duration::ZERO;
+        no_queue.validate().unwrap();
+    }
+
+    #[test]
     fn shipped_file_equals_defaults() {
         assert_eq!(Config::from_toml_str(SHIPPED).unwrap(), Config::default());
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ddbcache.toml");
@@ -1126,6 +1603,7 @@ mod tests {
             r#"
             listen = "0.0.0.0:8100"
             admin_listen = "0.0.0.0:9100"
+            allow_unauthenticated = true
             max_body_bytes = "1MiB"
             [upstream]
             target = "aws"
@@ -1255,6 +1733,8 @@ mod tests {
             ("DDBCACHE_QUERY_TTL", "2m"),
             ("DDBCACHE_LOG_FORMAT", "json"),
             ("DDBCACHE_LOG_LEVEL", "debug"),
+            ("DDBCACHE_ALLOW_UNAUTHENTICATED", "true"),
+            ("DDBCACHE_AUTH_MAX_CLOCK_SKEW", "5m"),
         ]);
         let from_env = load_with_env(&cli(&[]), &env).unwrap();
         let from_flags = load_with_env(
@@ -1272,6 +1752,8 @@ mod tests {
                 "--query-ttl=2m",
                 "--log-format=json",
                 "--log-level=debug",
+                "--allow-unauthenticated",
+                "--auth-max-clock-skew=5m",
             ]),
             no_env,
         )
@@ -1287,6 +1769,7 @@ mod tests {
                 endpoint: Some("http://localhost:4566".into()),
                 connect_timeout: Duration::from_secs(3),
                 request_timeout: Duration::from_secs(4),
+                ca_file: None,
             },
             cache: CacheConfig {
                 capacity_bytes: 5_000_000,
@@ -1296,11 +1779,19 @@ mod tests {
                     negative: Duration::from_secs(60),
                 },
                 tables: BTreeMap::new(),
+                serve_stale: Duration::ZERO,
             },
             log: LogConfig {
                 format: LogFormat::Json,
                 level: "debug".into(),
             },
+            tls: TlsConfig::default(),
+            limits: Config::default().limits,
+            auth: AuthConfig {
+                max_clock_skew: Duration::from_secs(300),
+                ..AuthConfig::default()
+            },
+            allow_unauthenticated: true,
         };
         assert_eq!(from_env, expected);
         assert_eq!(from_flags, expected);
@@ -1659,6 +2150,131 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_from_every_layer() {
+        let c = Config::from_toml_str(
+            r#"
+            [auth]
+            enabled = true
+            max_clock_skew = "5m"
+            keys_file = "/etc/ddbcache/keys.toml"
+            [[auth.keys]]
+            access_key_id = "AKIDFILE"
+            secret_access_key = "file-secret"
+            tables = ["Orders*"]
+            operations = ["GetItem", "Query"]
+            "#,
+        )
+        .unwrap();
+        assert!(c.auth.enabled);
+        assert_eq!(c.auth.max_clock_skew, Duration::from_secs(300));
+        assert_eq!(
+            c.auth.keys_file,
+            Some(PathBuf::from("/etc/ddbcache/keys.toml"))
+        );
+        assert_eq!(c.auth.keys.len(), 1);
+        assert_eq!(c.auth.keys[0].secret_access_key.expose(), "file-secret");
+        assert!(!format!("{c:?}").contains("file-secret"));
+
+        let env = env_of(&[
+            ("DDBCACHE_AUTH", "true"),
+            ("DDBCACHE_AUTH_KEYS", "AKIDENV:env-secret:*:Get*"),
+            ("DDBCACHE_AUTH_MAX_CLOCK_SKEW", "1m"),
+            ("DDBCACHE_AUTH_KEYS_FILE", "/k.toml"),
+        ]);
+        let c = load_with_env(&cli(&[]), &env).unwrap();
+        assert!(c.auth.enabled);
+        assert_eq!(c.auth.keys[0].access_key_id, "AKIDENV");
+        assert_eq!(c.auth.max_clock_skew, Duration::from_secs(60));
+        assert_eq!(c.auth.keys_file, Some(PathBuf::from("/k.toml")));
+        let c = load_with_env(
+            &cli(&[
+                "--auth=false",
+                "--auth-max-clock-skew",
+                "2m",
+                "--auth-keys-file",
+                "/f.toml",
+            ]),
+            &env,
+        )
+        .unwrap();
+        assert!(!c.auth.enabled);
+        assert_eq!(c.auth.max_clock_skew, Duration::from_secs(120));
+        assert_eq!(c.auth.keys_file, Some(PathBuf::from("/f.toml")));
+        let c = load_with_env(&cli(&["--auth", "--auth-keys-file", "/f.toml"]), no_env).unwrap();
+        assert!(c.auth.enabled);
+
+        // A bad env key names the variable, never the secret.
+        let e = load_with_env(
+            &cli(&[]),
+            env_of(&[("DDBCACHE_AUTH_KEYS", "AKIDENV:env-secret:*:Frobnicate")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("auth.keys (set by DDBCACHE_AUTH_KEYS): "),
+            "{e}"
+        );
+        assert!(!e.contains("env-secret"), "{e}");
+    }
+
+    #[test]
+    fn validate_auth() {
+        let (key, msg) = invalid(|c| c.auth.enabled = true);
+        assert_eq!(key, "auth.enabled");
+        assert!(msg.contains("no client keys"), "{msg}");
+        let (key, _) = invalid(|c| c.auth.max_clock_skew = Duration::ZERO);
+        assert_eq!(key, "auth.max_clock_skew");
+        let (key, _) = invalid(|c| c.auth.max_clock_skew = Duration::from_secs(7200));
+        assert_eq!(key, "auth.max_clock_skew");
+        let k = |id: &str, ops: &[&str]| KeyConfig {
+            access_key_id: id.into(),
+            secret_access_key: Secret::new("s"),
+            tables: vec!["*".into()],
+            operations: ops.iter().map(|o| o.to_string()).collect(),
+        };
+        let (key, msg) = invalid(|c| c.auth.keys = vec![k("AKID", &["GetItems"])]);
+        assert_eq!(key, "auth.keys");
+        assert!(
+            msg.contains("\"GetItems\" is not a DynamoDB operation"),
+            "{msg}"
+        );
+        let (key, msg) = invalid(|c| c.auth.keys = vec![k("AKID", &["*"]), k("AKID", &["*"])]);
+        assert_eq!(key, "auth.keys");
+        assert!(msg.contains("configured twice"), "{msg}");
+
+        // A non-loopback listen needs auth or the explicit opt-out.
+        for addr in ["0.0.0.0:8000", "[::]:8000", "10.1.2.3:8000"] {
+            let (key, msg) = invalid(|c| c.listen = addr.parse().unwrap());
+            assert_eq!(key, "listen", "{addr}");
+            assert!(msg.contains("--allow-unauthenticated"), "{msg}");
+        }
+        let e = load_with_env(&cli(&["--listen", "0.0.0.0:8000"]), no_env).unwrap_err();
+        assert!(
+            e.to_string().starts_with("listen (set by --listen): "),
+            "{e}"
+        );
+        load_with_env(
+            &cli(&["--listen", "0.0.0.0:8000", "--allow-unauthenticated"]),
+            no_env,
+        )
+        .unwrap();
+        load_with_env(
+            &cli(&["--listen", "0.0.0.0:8000"]),
+            env_of(&[("DDBCACHE_ALLOW_UNAUTHENTICATED", "1")]),
+        )
+        .unwrap();
+        Config::from_toml_str("listen = \"0.0.0.0:8000\"\nallow_unauthenticated = true").unwrap();
+        let mut c = Config {
+            listen: "0.0.0.0:8000".parse().unwrap(),
+            ..Config::default()
+        };
+        c.auth.enabled = true;
+        c.auth.keys = vec![k("AKID", &["*"])];
+        c.validate().unwrap();
+        assert!(Cli::try_parse_from(["ddbcache", "--allow-unauthenticated=maybe"]).is_err());
+    }
+
+    #[test]
     fn byte_sizes() {
         for (s, n) in [
             ("0", 0),
@@ -1753,7 +2369,7 @@ mod tests {
         }
     }
 
-    const ALL_KNOBS: [&Knob; 16] = [
+    const ALL_KNOBS: [&Knob; 20] = [
         &LISTEN,
         &ADMIN_LISTEN,
         &MAX_BODY_BYTES,
@@ -1770,6 +2386,10 @@ mod tests {
         &NEGATIVE_TTL,
         &LOG_FORMAT,
         &LOG_LEVEL,
+        &AUTH,
+        &AUTH_KEYS_FILE,
+        &MAX_CLOCK_SKEW,
+        &ALLOW_UNAUTHENTICATED,
     ];
 
     #[test]

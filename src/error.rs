@@ -32,8 +32,26 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Too many requests waiting for the upstream (`limits.*`); SDKs retry with back-off.
+    #[error("{0}")]
+    Throttling(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Auth is on and the request carries no `Authorization` header.
+    #[error("Request is missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// The `Authorization` header (or the date header it needs) is malformed or incomplete.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The signature does not match, is outside the clock-skew window, or its scope is wrong.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The access key id is not one of the configured client keys (or a session token was sent).
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// A verified key whose policy does not allow this operation on this table.
+    #[error("{0}")]
+    AccessDenied(String),
 }
 
 impl Error {
@@ -47,7 +65,15 @@ impl Error {
     /// The HTTP status DynamoDB would use for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Serialization(_) | Error::UnknownOperation(_) => StatusCode::BAD_REQUEST,
+            // DynamoDB answers every authentication and authorization failure with 400.
+            Error::Serialization(_)
+            | Error::UnknownOperation(_)
+            | Error::MissingAuthenticationToken
+            | Error::IncompleteSignature(_)
+            | Error::InvalidSignature(_)
+            | Error::UnrecognizedClient
+            | Error::AccessDenied(_)
+            | Error::Throttling(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -64,6 +90,16 @@ impl Error {
             Error::Serialization(_) => "com.amazon.coral.service#SerializationException",
             Error::UnknownOperation(_) => "com.amazon.coral.service#UnknownOperationException",
             Error::PayloadTooLarge { .. } => "com.amazon.coral.service#RequestEntityTooLarge",
+            Error::Throttling(_) => "com.amazon.coral.availability#ThrottlingException",
+            Error::MissingAuthenticationToken => {
+                "com.amazon.coral.service#MissingAuthenticationTokenException"
+            }
+            Error::IncompleteSignature(_) => {
+                "com.amazon.coral.service#IncompleteSignatureException"
+            }
+            Error::InvalidSignature(_) => "com.amazon.coral.service#InvalidSignatureException",
+            Error::UnrecognizedClient => "com.amazon.coral.service#UnrecognizedClientException",
+            Error::AccessDenied(_) => "com.amazon.coral.service#AccessDeniedException",
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 "com.amazonaws.dynamodb.v20120810#ServiceUnavailable"
             }
@@ -82,7 +118,13 @@ impl Error {
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::Credentials(_) => "credentials",
             Error::Io { .. } => "io",
+            Error::Throttling(_) => "throttled",
             Error::Internal(_) => "internal",
+            Error::MissingAuthenticationToken => "missing_authentication_token",
+            Error::IncompleteSignature(_) => "incomplete_signature",
+            Error::InvalidSignature(_) => "invalid_signature",
+            Error::UnrecognizedClient => "unrecognized_client",
+            Error::AccessDenied(_) => "access_denied",
         }
     }
 

@@ -3,17 +3,23 @@
 //!
 //! Exit codes: 0 after a clean shutdown; 1 if the server fails to start; 2 for an invalid
 //! configuration or command line; 130 if a second signal cuts a graceful shutdown short.
+//! `ddbcache healthcheck` (see [`ddbcache::healthcheck`]) exits 0 when `/healthz` answers
+//! 200 OK and 1 otherwise, as container health checks expect.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ddbcache::config::{self, Cli, Config, LogFormat};
+use ddbcache::config::{self, Cli, Command, Config, LogFormat};
+use ddbcache::healthcheck::{self, HealthcheckArgs};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck(args)) = &cli.command {
+        return run_healthcheck(&cli, args).await;
+    }
     let config = match config::load(&cli) {
         Ok(config) => config,
         Err(e) => return invalid_configuration(e),
@@ -44,6 +50,31 @@ async fn main() -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Probes `--url`, or `/healthz` on the admin listener of the configuration the server would
+/// load. One line of output either way; every failure exits 1 (Docker reserves 2).
+async fn run_healthcheck(cli: &Cli, args: &HealthcheckArgs) -> ExitCode {
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => match config::load(cli) {
+            Ok(config) => healthcheck::default_url(config.admin_listen),
+            Err(e) => {
+                eprintln!("ddbcache healthcheck: invalid configuration: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match healthcheck::check(&url, args.timeout).await {
+        Ok(()) => {
+            println!("ddbcache healthcheck: {url}: 200 OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ddbcache healthcheck: unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn invalid_configuration(e: impl std::fmt::Display) -> ExitCode {

@@ -17,6 +17,8 @@ pub enum CacheStatus {
     Bypass,
     /// A cached "no such item".
     NegativeHit,
+    /// An expired entry served because the upstream failed (`cache.serve_stale`).
+    Stale,
     /// Not a read: writes, table operations, pass-through, local errors.
     None,
 }
@@ -28,6 +30,7 @@ impl CacheStatus {
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
             CacheStatus::NegativeHit => "negative_hit",
+            CacheStatus::Stale => "stale",
             CacheStatus::None => "none",
         }
     }
@@ -45,11 +48,14 @@ pub struct Metrics {
     pub query_hits: IntCounterVec,
     pub query_misses: IntCounterVec,
     pub invalidations: IntCounterVec,
+    pub deferred_invalidations: prometheus::IntCounter,
     pub evictions: IntCounterVec,
     pub errors: IntCounterVec,
     pub rcu_saved: prometheus::CounterVec,
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
+    pub upstream_in_flight: IntGauge,
+    pub upstream_queued: IntGauge,
     pub hit_latency: Histogram,
 }
 
@@ -108,7 +114,27 @@ impl Metrics {
         )
         .expect("valid metric");
         register(registry, &cache_bytes);
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            register(registry, &g);
+            g
+        };
+        let upstream_in_flight = gauge(
+            "ddbcache_upstream_in_flight",
+            "Requests at the upstream now (at most limits.max_upstream_requests)",
+        );
+        let upstream_queued = gauge(
+            "ddbcache_upstream_queued",
+            "Requests waiting for an upstream slot now (at most limits.max_queued_requests)",
+        );
+        let deferred_invalidations = prometheus::IntCounter::new(
+            "ddbcache_deferred_invalidations_total",
+            "Writes with no answer from upstream, invalidated again upstream.request_timeout later",
+        )
+        .expect("valid metric");
+        register(registry, &deferred_invalidations);
         Metrics {
+            deferred_invalidations,
             requests: counter(
                 registry,
                 "ddbcache_requests_total",
@@ -173,6 +199,8 @@ impl Metrics {
             rcu_saved,
             cache_entries,
             cache_bytes,
+            upstream_in_flight,
+            upstream_queued,
             hit_latency,
             registry: registry.clone(),
         }

@@ -2,11 +2,13 @@
 //! plan, cache or upstream, invalidate, reply; the admin listener (`/metrics`, `/healthz`,
 //! `/readyz`); graceful shutdown.
 
+use crate::auth::{self, Auth, ClientKey};
 use crate::cache::plans::Plans;
 use crate::cache::replay::{has_item, replay_body, strip_consumed_capacity};
 use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
 use crate::config::Config;
 use crate::error::Error;
+use crate::limits::UpstreamLimiter;
 use crate::metrics::{CacheStatus, Metrics};
 use crate::plan::{self, CapacityReport, Plan, ReadKind, ReadPlan};
 use crate::protocol::json::Json;
@@ -27,10 +29,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -87,24 +90,40 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         .local_addr()
         .map_err(|e| Error::io("reading the admin address", e))?;
 
+    let tls = crate::tls::acceptor(&config.tls)?;
+    let auth = Auth::from_config(&config.auth)?;
+    match &auth {
+        Some(a) => tracing::info!(keys = a.key_count(), "client authentication on"),
+        None if !config.listen.ip().is_loopback() => tracing::warn!(
+            listen = %config.listen,
+            "client authentication is off on a non-loopback address (allow_unauthenticated)"
+        ),
+        None => {}
+    }
     let upstream = upstream::build(&config.upstream).await?;
     tracing::info!(upstream = %upstream.describe(), "upstream ready");
     let metrics = Metrics::register(&prometheus::Registry::new());
     let evictions = metrics.evictions.clone();
-    let cache = LocalCache::new(config.cache.capacity_bytes, move |cause| {
-        let label = match cause {
-            moka::notification::RemovalCause::Expired => "expired",
-            moka::notification::RemovalCause::Size => "size",
-            moka::notification::RemovalCause::Replaced => "replaced",
-            moka::notification::RemovalCause::Explicit => "explicit",
-        };
-        evictions.with_label_values(&[label]).inc();
-    });
+    let cache = LocalCache::with_serve_stale(
+        config.cache.capacity_bytes,
+        config.cache.serve_stale,
+        move |cause| {
+            let label = match cause {
+                moka::notification::RemovalCause::Expired => "expired",
+                moka::notification::RemovalCause::Size => "size",
+                moka::notification::RemovalCause::Replaced => "replaced",
+                moka::notification::RemovalCause::Explicit => "explicit",
+            };
+            evictions.with_label_values(&[label]).inc();
+        },
+    );
     let (stop, stopped) = watch::channel(false);
     let proxy = Arc::new(Proxy {
+        limiter: UpstreamLimiter::new(&config.limits),
         config,
         options,
         addr,
+        auth,
         upstream,
         cache,
         generations: Generations::new(),
@@ -125,8 +144,8 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         async move { Ok::<_, Infallible>(p.admin(req).await) }
     };
     let tasks = vec![
-        tokio::spawn(serve(listener, client_service, stopped.clone())),
-        tokio::spawn(serve(admin, admin_service, stopped)),
+        tokio::spawn(serve(listener, tls, client_service, stopped.clone())),
+        tokio::spawn(serve(admin, None, admin_service, stopped)),
     ];
     Ok(Running {
         addr,
@@ -136,10 +155,17 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
     })
 }
 
-/// Accepts connections until `stop` turns true, then waits for open connections to finish
-/// their in-flight request (idle keep-alive connections are closed).
-async fn serve<S, F>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>)
-where
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections (over TLS when `tls` is set) until `stop` turns true, then waits for
+/// open connections to finish their in-flight request (idle keep-alive connections are closed).
+async fn serve<S, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Result<response::Reply, Infallible>> + Send + 'static,
 {
@@ -157,12 +183,36 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service_fn(service.clone()));
-                let conn = graceful.watch(conn);
+                let service = service_fn(service.clone());
+                let Some(tls) = &tls else {
+                    let conn = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                let (tls, watcher) = (tls.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -183,7 +233,10 @@ struct Proxy {
     config: Config,
     options: StartOptions,
     addr: SocketAddr,
+    /// Some when `[auth]` is enabled.
+    auth: Option<Auth>,
     upstream: Arc<dyn Upstream>,
+    limiter: UpstreamLimiter,
     cache: LocalCache,
     generations: Generations,
     schemas: Schemas,
@@ -192,12 +245,39 @@ struct Proxy {
     stopping: watch::Receiver<bool>,
 }
 
+/// Whether the upstream may have acted on a forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// It answered (any status).
+    Answered,
+    /// The proxy never sent it (throttled by `limits`).
+    NotSent,
+    /// Sent, or maybe sent, and no answer came (timeout, reset, refused).
+    Unknown,
+}
+
 /// What a shared fetch ended with when it produced no cache entry.
 enum Uncached {
     /// An HTTP response that is not cached (not 200, or a zero TTL).
     Response(UpstreamResponse),
     /// No HTTP response at all.
     Failed(Error),
+}
+
+/// Whether a fetch failed in a way serve-stale covers: no answer, a 5xx, or throttling.
+fn upstream_failed(uncached: &Uncached) -> bool {
+    match uncached {
+        Uncached::Failed(_) => true,
+        Uncached::Response(r) if r.status.is_server_error() => true,
+        Uncached::Response(r) if r.status == StatusCode::BAD_REQUEST => {
+            let body = &r.body[..r.body.len().min(256)];
+            let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+            has(b"ThrottlingException")
+                || has(b"ProvisionedThroughputExceededException")
+                || has(b"RequestLimitExceeded")
+        }
+        Uncached::Response(_) => false,
+    }
 }
 
 /// The content type replies use: the request's own, when it is plain JSON.
@@ -263,6 +343,14 @@ impl Proxy {
             Ok(b) => b,
             Err(e) => return self.local_error(None, e, &content_type),
         };
+        // Who is asking, before anything else is looked at (nothing to do when auth is off).
+        let key = match &self.auth {
+            None => None,
+            Some(a) => match a.verify(&parts, &body, SystemTime::now()) {
+                Ok(key) => Some(key),
+                Err(e) => return self.local_error(None, e, &content_type),
+            },
+        };
         if parts.method != Method::POST || parts.uri.path() != "/" {
             // Not a DynamoDB API call (health checks of local engines, ...): forwarded as is.
             return self.forward("other", &parts, body, CacheStatus::None).await;
@@ -272,6 +360,12 @@ impl Proxy {
             Ok(op) => op,
             Err(e) => return self.local_error(None, e, &content_type),
         };
+        // What it may do, before any remembered plan or cache entry is used.
+        if let Some(key) = key
+            && let Err(e) = Self::authorize(key, op, &body)
+        {
+            return self.local_error(Some(op), e, &content_type);
+        }
         // Read before any schema is looked up: a plan remembered under it was made with schemas
         // that were current then.
         let schema_epoch = self.schemas.epoch();
@@ -319,11 +413,14 @@ impl Proxy {
             }
             Plan::Write(invalidations) => {
                 self.invalidate(&invalidations);
-                let reply = self
-                    .forward(op.as_str(), &parts, body, CacheStatus::None)
+                let (reply, outcome) = self
+                    .forward_outcome(op.as_str(), &parts, body, CacheStatus::None)
                     .await;
                 // Again after the answer, whatever it was: a timeout may have applied the write.
                 self.invalidate(&invalidations);
+                if outcome == Outcome::Unknown {
+                    self.invalidate_later(invalidations);
+                }
                 reply
             }
             Plan::TableChange(table) => {
@@ -338,6 +435,33 @@ impl Proxy {
                 reply
             }
             Plan::DescribeEndpoints => self.describe_endpoints(&parts.headers, &content_type),
+        }
+    }
+
+    /// A write whose outcome is unknown (sent, then no answer) may still be applied by the
+    /// upstream after the proxy gave up, and a read in between may cache the old value again.
+    /// So its partitions are invalidated once more, `upstream.request_timeout` later: a write the
+    /// upstream takes longer than that to apply after the proxy stopped waiting is not covered.
+    fn invalidate_later(self: &Arc<Self>, invalidations: Vec<Invalidation>) {
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(proxy.config.upstream.request_timeout).await;
+            proxy.invalidate(&invalidations);
+            proxy.metrics.deferred_invalidations.inc();
+        });
+    }
+
+    /// Checks `key`'s policy against every table the request touches. A body that is not a JSON
+    /// object is refused here as it would be later.
+    fn authorize(key: &ClientKey, op: Operation, body: &[u8]) -> Result<(), Error> {
+        match Json::parse(body) {
+            Ok(Json::Object(request)) => auth::authorize(key, op, &request),
+            Ok(_) => Err(Error::Serialization(
+                "the request body must be a JSON object".into(),
+            )),
+            Err(e) => Err(Error::Serialization(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
         }
     }
 
@@ -373,8 +497,9 @@ impl Proxy {
         response::error(&e, content_type)
     }
 
-    /// Sends to upstream, counting and timing it.
+    /// Sends to upstream, counting and timing it, once the overload limiter gives a slot.
     async fn send(&self, op: &str, request: UpstreamRequest) -> Result<UpstreamResponse, Error> {
+        let _slot = self.limiter.acquire().await?;
         self.metrics
             .upstream_requests
             .with_label_values(&[op])
@@ -415,15 +540,36 @@ impl Proxy {
         body: Bytes,
         status: CacheStatus,
     ) -> response::Reply {
+        self.forward_outcome(op, parts, body, status).await.0
+    }
+
+    /// [`Proxy::forward`], also telling whether the upstream may have acted on the request.
+    async fn forward_outcome(
+        &self,
+        op: &str,
+        parts: &Parts,
+        body: Bytes,
+        status: CacheStatus,
+    ) -> (response::Reply, Outcome) {
         self.count(op, status);
         match self.send(op, Self::upstream_request(parts, body)).await {
-            Ok(r) => response::forwarded(r.status, &r.headers, r.body),
+            Ok(r) => (
+                response::forwarded(r.status, &r.headers, r.body),
+                Outcome::Answered,
+            ),
             Err(e) => {
                 self.metrics
                     .errors
                     .with_label_values(&[e.metric_label()])
                     .inc();
-                response::error(&e, &reply_content_type(&parts.headers))
+                let outcome = match e {
+                    Error::Throttling(_) => Outcome::NotSent,
+                    _ => Outcome::Unknown,
+                };
+                (
+                    response::error(&e, &reply_content_type(&parts.headers)),
+                    outcome,
+                )
             }
         }
     }
@@ -487,8 +633,17 @@ impl Proxy {
             request: read.key.clone(),
             stamp,
         };
+        // An expired entry the cache still holds (only with `cache.serve_stale`) is not a hit:
+        // it is taken out, so the fetch below replaces it, and kept aside in case that fails.
+        let mut stale = None;
         if let Some(entry) = self.cache.get(&key).await {
-            return self.hit(op, read, &entry, content_type, started);
+            if entry.is_fresh(started) {
+                return self.hit(op, read, &entry, content_type, started);
+            }
+            self.cache.remove(&key).await;
+            if !self.config.cache.serve_stale.is_zero() {
+                stale = Some(entry);
+            }
         }
         let misses = match read.kind {
             ReadKind::Item => &self.metrics.item_misses,
@@ -528,7 +683,7 @@ impl Proxy {
                 },
             }
         };
-        let result = self.cache.get_or_fetch(key, fetch).await;
+        let result = self.cache.get_or_fetch(key.clone(), fetch).await;
         let fetched = ran.load(Ordering::Relaxed);
         if fetched {
             misses.with_label_values(&[&read.table]).inc();
@@ -546,6 +701,9 @@ impl Proxy {
                 if !fetched {
                     misses.with_label_values(&[&read.table]).inc();
                 }
+                if let Some(entry) = stale.filter(|_| upstream_failed(&uncached)) {
+                    return self.serve_stale(op, read, key, entry, content_type).await;
+                }
                 self.count(op.as_str(), CacheStatus::Miss);
                 match uncached.as_ref() {
                     Uncached::Response(r) => {
@@ -561,6 +719,30 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// Answers with an expired entry because the upstream failed (`cache.serve_stale`), and puts
+    /// it back for the next read. Its stamp is still current (the key holds it), so no write
+    /// acknowledged through this proxy came after it.
+    async fn serve_stale(
+        &self,
+        op: Operation,
+        read: &ReadPlan,
+        key: CacheKey,
+        entry: Entry,
+        content_type: &HeaderValue,
+    ) -> response::Reply {
+        self.count(op.as_str(), CacheStatus::Stale);
+        let body = match read.capacity {
+            CapacityReport::None => entry.body.clone(),
+            capacity => replay_body(&entry.body, capacity, &read.table),
+        };
+        let mut reply = response::local(StatusCode::OK, content_type, body);
+        reply
+            .headers_mut()
+            .insert("x-ddbcache-stale", HeaderValue::from_static("true"));
+        self.cache.insert(key, entry).await;
+        reply
     }
 
     /// The entry a 200 response makes, or None when it is not cached (not 200, zero TTL).
@@ -657,6 +839,12 @@ impl Proxy {
             (&Method::GET, "/metrics") => {
                 let (entries, bytes) = self.cache.usage().await;
                 self.metrics.cache_entries.set(entries as i64);
+                self.metrics
+                    .upstream_in_flight
+                    .set(self.limiter.in_flight() as i64);
+                self.metrics
+                    .upstream_queued
+                    .set(self.limiter.queued() as i64);
                 self.metrics.cache_bytes.set(bytes as i64);
                 text(
                     StatusCode::OK,

@@ -15,6 +15,8 @@
 //! Needs `python3` (with venv and pip) and `node`/`npm` on PATH; override the
 //! Python with `DDBCACHE_TEST_PYTHON`. A failed install fails the tests.
 
+use ddbcache::auth::Secret;
+use ddbcache::config::KeyConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -237,12 +239,57 @@ async fn scrape_metrics(addr: std::net::SocketAddr) -> String {
 
 /// Starts a proxy, runs the scenario `cmd` against it with table `table`, checks
 /// the proxy's cache metrics for that table, and stops the proxy.
-async fn run_scenario(client: &str, table: &str, mut cmd: tokio::process::Command) {
-    let config = ddbcache::Config {
+async fn run_scenario(client: &str, table: &str, cmd: tokio::process::Command) {
+    run_scenario_with(client, table, cmd, |_| {}).await;
+}
+
+/// [`run_scenario`] on a proxy with client authentication on: key `test`/`test` may do
+/// anything, key `reader`/`reader-secret` may only GetItem, Query and DescribeTable on `table`.
+/// Also checks the proxy counted the refusals the auth scenarios provoke.
+async fn run_auth_scenario(client: &str, table: &str, cmd: tokio::process::Command) {
+    let key = |id: &str, secret: &str, tables: &[&str], ops: &[&str]| KeyConfig {
+        access_key_id: id.into(),
+        secret_access_key: Secret::new(secret),
+        tables: tables.iter().map(|t| t.to_string()).collect(),
+        operations: ops.iter().map(|o| o.to_string()).collect(),
+    };
+    let keys = vec![
+        key("test", "test", &["*"], &["*"]),
+        key(
+            "reader",
+            "reader-secret",
+            &[table],
+            &["GetItem", "Query", "DescribeTable"],
+        ),
+    ];
+    let errors = run_scenario_with(client, table, cmd, move |c| {
+        c.auth.enabled = true;
+        c.auth.keys = keys;
+    })
+    .await;
+    for (label, at_least) in [
+        ("access_denied", 2.0),
+        ("invalid_signature", 1.0),
+        ("unrecognized_client", 1.0),
+    ] {
+        let n = metric_sum(&errors, "ddbcache_errors_total", &[("type", label)]);
+        assert!(n >= at_least, "{client}: {label} refusals counted {n}");
+    }
+}
+
+/// Returns the proxy's metrics text after the scenario.
+async fn run_scenario_with(
+    client: &str,
+    table: &str,
+    mut cmd: tokio::process::Command,
+    configure: impl FnOnce(&mut ddbcache::Config),
+) -> String {
+    let mut config = ddbcache::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
     };
+    configure(&mut config);
     let running = ddbcache::server::start(config)
         .await
         .expect("start the proxy");
@@ -325,6 +372,7 @@ async fn run_scenario(client: &str, table: &str, mut cmd: tokio::process::Comman
 
     eprintln!("[real_clients] {client}: proxy metrics for {table}:\n{ours}");
     let _ = running.shutdown().await;
+    metrics
 }
 
 fn python_scenario(script: &str) -> tokio::process::Command {
@@ -363,6 +411,22 @@ async fn js_sdk_v3() {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(dir.join("scenario.mjs"));
     run_scenario("js-sdk-v3", "rc_js", cmd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_signing_against_client_auth() {
+    let cmd = tokio::task::spawn_blocking(|| python_scenario("boto3_auth_scenario.py"))
+        .await
+        .unwrap();
+    run_auth_scenario("boto3-auth", "rc_boto3_auth", cmd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_sdk_v3_signing_against_client_auth() {
+    let dir = tokio::task::spawn_blocking(js_dir).await.unwrap();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("auth_scenario.mjs"));
+    run_auth_scenario("js-sdk-v3-auth", "rc_js_auth", cmd).await;
 }
 
 #[test]

@@ -30,7 +30,9 @@ pub struct Entry {
     /// CRC32 of `body`, computed once at admission: a hit replaying `body` as is sends it as
     /// `x-amz-crc32` without hashing the body again.
     pub crc: u32,
-    pub ttl: Duration,
+    /// Admission time + TTL. Past it the entry no longer answers as a hit; it is kept (up to
+    /// `cache.serve_stale` longer) only to answer when the upstream fails.
+    pub fresh_until: Instant,
     /// A GetItem that found no item.
     pub negative: bool,
 }
@@ -44,9 +46,13 @@ impl Entry {
         Entry {
             crc: crc32fast::hash(&body),
             body: Bytes::copy_from_slice(&body),
-            ttl,
+            fresh_until: Instant::now() + ttl,
             negative,
         }
+    }
+
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
     }
 }
 
@@ -55,16 +61,20 @@ impl Entry {
 /// (`benches/memory.rs`, 1 M entries). With 160 here, RSS ran 1.32x over `capacity_bytes`.
 const ENTRY_OVERHEAD: usize = 480;
 
-struct PerEntryTtl;
+/// Entries leave moka `serve_stale` after they stop being fresh. Counted from the entry's own
+/// deadline, not from insertion, so putting a stale entry back does not extend its life.
+struct PerEntryTtl {
+    serve_stale: Duration,
+}
 
 impl Expiry<CacheKey, Entry> for PerEntryTtl {
     fn expire_after_create(
         &self,
         _key: &CacheKey,
         value: &Entry,
-        _now: Instant,
+        now: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some((value.fresh_until + self.serve_stale).saturating_duration_since(now))
     }
 }
 
@@ -81,13 +91,22 @@ impl LocalCache {
         capacity_bytes: u64,
         on_evict: impl Fn(RemovalCause) + Send + Sync + 'static,
     ) -> Self {
+        Self::with_serve_stale(capacity_bytes, Duration::ZERO, on_evict)
+    }
+
+    /// [`LocalCache::new`], keeping entries `serve_stale` past their TTL (see [`Entry::fresh_until`]).
+    pub fn with_serve_stale(
+        capacity_bytes: u64,
+        serve_stale: Duration,
+        on_evict: impl Fn(RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
         let inner = Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|k: &CacheKey, v: &Entry| {
                 let bytes = k.request.len() + v.body.len() + ENTRY_OVERHEAD;
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
-            .expire_after(PerEntryTtl)
+            .expire_after(PerEntryTtl { serve_stale })
             .eviction_listener(move |_k, _v, cause| on_evict(cause))
             .build_with_hasher(foldhash::fast::RandomState::default());
         LocalCache { inner }
@@ -110,6 +129,10 @@ impl LocalCache {
 
     pub async fn insert(&self, key: CacheKey, entry: Entry) {
         self.inner.insert(key, entry).await
+    }
+
+    pub async fn remove(&self, key: &CacheKey) {
+        self.inner.invalidate(key).await
     }
 
     /// Entries and weighted bytes, after applying pending bookkeeping.
@@ -183,6 +206,19 @@ mod tests {
         newer.stamp = [0, 1];
         assert!(cache.get(&key("k")).await.is_some());
         assert!(cache.get(&newer).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn stale_entries_are_kept_only_with_serve_stale() {
+        let short = || Entry::new(Bytes::from_static(b"x"), Duration::from_millis(1), false);
+        let plain = LocalCache::new(1 << 20, |_| {});
+        let keeping = LocalCache::with_serve_stale(1 << 20, Duration::from_secs(60), |_| {});
+        plain.insert(key("k"), short()).await;
+        keeping.insert(key("k"), short()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(plain.get(&key("k")).await.is_none());
+        let stale = keeping.get(&key("k")).await.expect("kept past its TTL");
+        assert!(!stale.is_fresh(Instant::now()));
     }
 
     #[tokio::test]
