@@ -4,6 +4,7 @@
 pub mod generation;
 pub mod key;
 pub mod plans;
+pub mod remote;
 pub mod replay;
 
 use bytes::Bytes;
