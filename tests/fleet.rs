@@ -325,11 +325,14 @@ async fn a_fill_by_one_proxy_is_a_remote_hit_for_the_others_and_writes_fan_out()
     // Measured, not asserted: fan-out delay (write acknowledged through A -> B answers the new
     // value, B having the old one cached), and remote-hit vs local-hit latency (raw HTTP).
     let mut fanout = Vec::new();
+    let mut rb = RawConn::connect(f[1].addr).await;
+    let p1 = serde_json::json!({"TableName": TABLE, "Key": {"pk": {"S": "p1"}, "sk": {"S": "s"}}});
     for n in 3..203u64 {
         assert_eq!(get_v(&b, "p1", "s").await, Some(n - 1));
         put(&a, "p1", "s", n).await;
         let acked = Instant::now();
-        while get_v(&b, "p1", "s").await != Some(n) {}
+        let want = format!("\"v\":{{\"N\":\"{n}\"}}");
+        while !rb.ddb_json("GetItem", &p1).await.text().contains(&want) {}
         fanout.push(acked.elapsed());
     }
     println!(
@@ -370,13 +373,15 @@ async fn a_fill_by_one_proxy_is_a_remote_hit_for_the_others_and_writes_fan_out()
 const GRACE: Duration = Duration::from_millis(200);
 const KEYS: [(&str, &str); 4] = [("pA", "a"), ("pA", "b"), ("pB", "a"), ("pC", "a")];
 
+/// Per key: (value, acknowledged at), in write order.
+type AckLog = Arc<Vec<Mutex<Vec<(u64, Instant)>>>>;
+
 async fn fleet_workload(f: &[TestProxy], run: Duration) -> (u64, u64, Vec<String>) {
     let a = f[0].client();
     for (pk, sk) in KEYS {
         put(&a, pk, sk, 0).await;
     }
-    // Per key: (value, acknowledged at), in write order.
-    let acked: Arc<Vec<Mutex<Vec<(u64, Instant)>>>> = Arc::new(
+    let acked: AckLog = Arc::new(
         KEYS.iter()
             .map(|_| Mutex::new(vec![(0, Instant::now())]))
             .collect(),
