@@ -212,7 +212,7 @@ impl RemoteTier {
     /// subscription made before (so the proxy starts subscribed). Each subscription, first
     /// included, applies [`Invalidation::All`]: messages may have been missed before it. After a
     /// lost subscription the tier also turns dirty (see the module docs). Retries every
-    /// `remote.breaker_backoff`.
+    /// `remote.breaker_backoff`; while subscribed, a dirty tier is flushed at that period too.
     pub async fn run_fanout(
         self: Arc<Self>,
         mut first: Option<BoxStream<'static, Vec<u8>>>,
@@ -235,12 +235,20 @@ impl RemoteTier {
                 apply(&[Invalidation::All]);
                 self.metrics.fanout_subscribed.inc();
                 self.metrics.fanout_connected.set(1);
+                let mut recover = tokio::time::interval(self.backoff);
                 loop {
                     tokio::select! {
                         msg = stream.next() => match msg {
                             Some(payload) => self.receive(&payload, &apply),
                             None => break,
                         },
+                        // A dirty tier is flushed without waiting for traffic, so peers do not
+                        // read what this proxy's missed invalidations left behind.
+                        _ = recover.tick() => {
+                            if self.dirty.load(Ordering::SeqCst) {
+                                self.usable().await;
+                            }
+                        }
                         _ = stop.changed() => return,
                     }
                 }
