@@ -503,14 +503,14 @@ impl Proxy {
     }
 
     /// The remote side of a write's invalidation, run where the local generations are bumped
-    /// (before forwarding, and after the answer). After the answer (`publish`) the other
+    /// (before forwarding, and after the answer: `publish`). After the answer the other
     /// proxies are told too, before the client is: once the client has the acknowledgement,
     /// the message is on its way and the shared buckets are clean.
     async fn invalidate_remote(&self, invalidations: &[Invalidation], publish: bool) {
         let Some(remote) = &self.remote else {
             return;
         };
-        remote.invalidate(invalidations).await;
+        remote.invalidate(invalidations, publish).await;
         if publish {
             remote.publish(invalidations).await;
         }

@@ -1,5 +1,5 @@
-//! The cache: canonical keys ([`key`]), generation counters ([`generation`]) and the in-process
-//! moka tier, whose capacity is counted in bytes.
+//! The cache: canonical keys ([`key`]), generation counters ([`generation`]), the in-process
+//! moka tier, whose capacity is counted in bytes, and the [`remote`] tier shared by a fleet.
 
 pub mod generation;
 pub mod key;

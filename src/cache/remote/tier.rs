@@ -3,9 +3,9 @@
 //! breaker is open, costs it no time. It also owns the recovery rule and the fan-out loop.
 //!
 //! # Recovery (missed invalidations)
-//! When an invalidation could not be applied (Redis down, timed out, or skipped by the open
-//! breaker), buckets may hold values older than an acknowledged write once Redis is reachable
-//! again. The tier is then *dirty*: this proxy neither reads nor fills it until a
+//! When a write's invalidation after the upstream answered could not be applied (Redis down,
+//! timed out, or skipped by the open breaker), buckets may hold values older than that
+//! acknowledged write once Redis is reachable again. The tier is then *dirty*: this proxy neither reads nor fills it until a
 //! [`RemoteStore::flush`] (a global epoch bump, which makes every bucket stored before
 //! unreachable and refuses fills looked up before) has succeeded. The breaker opening and the
 //! loss of the fan-out subscription mark the tier dirty too: they mean this proxy lost contact,
@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::metrics::RemoteMetrics;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,7 +31,11 @@ pub struct RemoteTier {
     timeout: Duration,
     backoff: Duration,
     breaker: Mutex<Breaker>,
-    dirty: AtomicBool,
+    /// Events that may have left buckets stale (missed invalidations, lost contact), counted...
+    missed: AtomicU64,
+    /// ...and how many of them the last successful flush covers. Dirty while they differ; a
+    /// counter, not a flag, so a miss during a flush keeps the tier dirty.
+    flushed: AtomicU64,
     fanout: bool,
     /// Random per process: the fan-out ignores messages carrying it.
     id: String,
@@ -64,7 +68,8 @@ impl RemoteTier {
                 config.breaker_failures,
                 config.breaker_backoff,
             )),
-            dirty: AtomicBool::new(false),
+            missed: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
             fanout: config.fanout,
             id: format!("{:016x}", fastrand::u64(..)),
             metrics,
@@ -77,6 +82,14 @@ impl RemoteTier {
 
     pub fn fanout(&self) -> bool {
         self.fanout
+    }
+
+    fn mark_dirty(&self) {
+        self.missed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.missed.load(Ordering::SeqCst) != self.flushed.load(Ordering::SeqCst)
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -118,7 +131,7 @@ impl RemoteTier {
         self.metrics.breaker_state.set(b.state().gauge());
         drop(b);
         if opened {
-            self.dirty.store(true, Ordering::SeqCst);
+            self.mark_dirty();
             tracing::warn!(op, error = %message, backoff = ?self.backoff,
                 "remote tier breaker open: skipping the tier");
         } else {
@@ -129,13 +142,15 @@ impl RemoteTier {
 
     /// Whether reads and fills may use the tier: not dirty, or a flush just succeeded.
     async fn usable(&self) -> bool {
-        if !self.dirty.load(Ordering::SeqCst) {
+        let missed = self.missed.load(Ordering::SeqCst);
+        if missed == self.flushed.load(Ordering::SeqCst) {
             return true;
         }
         if self.call("flush", self.store.flush()).await.is_none() {
             return false;
         }
-        self.dirty.store(false, Ordering::SeqCst);
+        // Covers the misses counted before the flush began, not one during it.
+        self.flushed.fetch_max(missed, Ordering::SeqCst);
         self.metrics.flushes.inc();
         tracing::info!("remote tier reachable again: flushed (global epoch bumped)");
         true
@@ -156,7 +171,7 @@ impl RemoteTier {
 
     /// Stores `entry` if no write touched `scope` since the lookup that gave `token`.
     pub async fn fill(&self, scope: &Scope, key: &[u8], entry: &RemoteEntry, token: &FillToken) {
-        if self.dirty.load(Ordering::SeqCst) {
+        if self.is_dirty() {
             return;
         }
         let stored = self
@@ -168,17 +183,20 @@ impl RemoteTier {
         }
     }
 
-    /// Applies a write's invalidations remotely; on failure the tier turns dirty.
-    pub async fn invalidate(&self, what: &[Invalidation]) {
+    /// Applies a write's invalidations remotely. `after_answer`: this is the one made after the
+    /// upstream answered; if it fails the tier turns dirty. (The one before forwarding is not
+    /// needed for correctness: the one after deletes the buckets and refuses every fill that
+    /// looked up before it. So its failure alone flushes nothing.)
+    pub async fn invalidate(&self, what: &[Invalidation], after_answer: bool) {
         if what.is_empty() {
             return;
         }
-        if self
-            .call("invalidate", self.store.invalidate(what))
-            .await
-            .is_none()
-        {
-            self.dirty.store(true, Ordering::SeqCst);
+        let done = self.call("invalidate", self.store.invalidate(what)).await;
+        if done.is_none() && after_answer {
+            tracing::warn!(
+                "a write's remote invalidation failed: the remote tier is flushed before use"
+            );
+            self.mark_dirty();
         }
     }
 
@@ -230,7 +248,7 @@ impl RemoteTier {
             };
             if let Some(mut stream) = stream {
                 if lost {
-                    self.dirty.store(true, Ordering::SeqCst);
+                    self.mark_dirty();
                 }
                 apply(&[Invalidation::All]);
                 self.metrics.fanout_subscribed.inc();
@@ -245,7 +263,7 @@ impl RemoteTier {
                         // A dirty tier is flushed without waiting for traffic, so peers do not
                         // read what this proxy's missed invalidations left behind.
                         _ = recover.tick() => {
-                            if self.dirty.load(Ordering::SeqCst) {
+                            if self.is_dirty() {
                                 self.usable().await;
                             }
                         }
