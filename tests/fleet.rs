@@ -710,3 +710,91 @@ async fn a_killed_remote_tier_fails_no_request_and_is_used_again_after_restart()
         "recovered by a flush"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// One proxy cut off from Redis alone
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP relay to `target` that can be cut (open connections dropped, new ones closed at once)
+/// and restored: one proxy's network path to Redis.
+struct CutRelay {
+    addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CutRelay {
+    async fn start(target: SocketAddr) -> CutRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (c, cs) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                cs.lock().unwrap().push(task);
+            }
+        });
+        CutRelay { addr, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_cut_off_alone_makes_the_fleet_drop_what_its_writes_missed_once_it_is_back() {
+    let redis = Redis::start().await;
+    let dynoxide = Dynoxide::start().await;
+    let relay = CutRelay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let via_relay = |c: &mut ddbcache::Config| {
+        remote(&redis, "t6:")(c);
+        c.remote.redis_url = format!("redis://{}", relay.addr);
+    };
+    let a = TestProxy::start_over_url(dynoxide.url(), via_relay, None).await;
+    let b = TestProxy::start_over_url(dynoxide.url(), remote(&redis, "t6:"), None).await;
+    let (ac, bc) = (a.client_no_retry(), b.client_no_retry());
+    create_table(&bc, TABLE).await;
+    put(&bc, "p", "s", 1).await;
+    assert_eq!(get_v(&bc, "p", "s").await, Some(1)); // fills B's tier and the remote one
+    let applied = metric(&b.metrics().await, "ddbcache_fanout_applied_total");
+
+    relay.cut();
+    put(&ac, "p", "s", 2).await; // acknowledged: the upstream has it; Redis never heard of it
+    // The documented residual window: B still has the old value (local tier and remote bucket).
+    println!(
+        "B while A is cut off: v={:?} (old value expected)",
+        get_v(&bc, "p", "s").await
+    );
+
+    relay.restore();
+    wait_metric(&a, "ddbcache_remote_flushes_total", 1.0).await;
+    wait_metric(&b, "ddbcache_fanout_applied_total", applied + 1.0).await;
+    assert_eq!(
+        get_v(&bc, "p", "s").await,
+        Some(2),
+        "after A's flush and its fleet-wide invalidation"
+    );
+    let mb = b.metrics().await;
+    assert_eq!(
+        mb.upstream("GetItem"),
+        2.0,
+        "the old remote entry was not served"
+    );
+}

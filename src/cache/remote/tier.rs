@@ -10,7 +10,9 @@
 //! unreachable and refuses fills looked up before) has succeeded. The breaker opening and the
 //! loss of the fan-out subscription mark the tier dirty too: they mean this proxy lost contact,
 //! and a proxy that had no write of its own during an outage must not read what a peer's failed
-//! invalidation left behind before that peer recovers.
+//! invalidation left behind before that peer recovers. A successful flush is also published as
+//! [`Invalidation::All`]: the missed writes were not published either, so every proxy of the
+//! fleet drops its in-process tier.
 
 use super::breaker::{Admit, Breaker};
 use super::redis::RedisStore;
@@ -153,6 +155,9 @@ impl RemoteTier {
         self.flushed.fetch_max(missed, Ordering::SeqCst);
         self.metrics.flushes.inc();
         tracing::info!("remote tier reachable again: flushed (global epoch bumped)");
+        // The writes whose invalidations were missed were not published either: every proxy
+        // drops its in-process tier too.
+        self.publish(&[Invalidation::All]).await;
         true
     }
 
