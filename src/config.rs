@@ -514,7 +514,7 @@ pub struct Cli {
     #[arg(long, value_name = "KIND", value_parser = parse_remote_kind)]
     pub remote: Option<RemoteKind>,
 
-    /// Redis server of the remote tier, redis://[user:password@]host:port[/db] [env: DDBCACHE_REDIS_URL] [default: redis://127.0.0.1:6379]
+    /// Redis server of the remote tier: redis://host:port, optionally with user:password@ and /db [env: DDBCACHE_REDIS_URL] [default: redis://127.0.0.1:6379]
     #[arg(long, value_name = "URL", value_parser = parse_string)]
     pub redis_url: Option<String>,
 
