@@ -57,8 +57,71 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub remote: RemoteConfig,
     /// Lets the proxy listen on a non-loopback address with auth disabled.
     pub allow_unauthenticated: bool,
+}
+
+/// Which remote tier sits between the in-process tier and the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    /// No remote tier (the default): local tier, then upstream.
+    None,
+    /// A Redis server shared by a fleet of proxies (docs/deployment.md "Fleets").
+    Redis,
+}
+
+/// `[remote]`: the shared tier and the invalidation fan-out between proxies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    pub kind: RemoteKind,
+    /// `redis://[user:password@]host:port[/db]`.
+    pub redis_url: String,
+    /// Prepended to every Redis key and to the pub/sub channel: fleets sharing one Redis (or
+    /// other users of it) keep apart by prefix.
+    pub prefix: String,
+    /// Longest wait for one remote operation before falling back to the upstream.
+    pub timeout: Duration,
+    /// Consecutive failures that open the circuit breaker (the tier is skipped while open).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one request probes the tier again.
+    pub breaker_backoff: Duration,
+    /// Publish this proxy's invalidations and apply the other proxies' ones.
+    pub fanout: bool,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            kind: RemoteKind::None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            prefix: "ddbcache:".into(),
+            timeout: Duration::from_millis(50),
+            breaker_failures: 5,
+            breaker_backoff: Duration::from_secs(1),
+            fanout: true,
+        }
+    }
+}
+
+impl fmt::Display for RemoteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteKind::None => "none",
+            RemoteKind::Redis => "redis",
+        })
+    }
+}
+
+impl FromStr for RemoteKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(RemoteKind::None),
+            "redis" => Ok(RemoteKind::Redis),
+            _ => Err(format!("{s:?} is not \"none\" or \"redis\"")),
+        }
+    }
 }
 
 /// `[auth]`: SigV4 verification of client requests and per-key allow-lists (docs/security.md).
@@ -205,6 +268,7 @@ impl Default for Config {
                 queue_timeout: Duration::from_secs(1),
             },
             auth: AuthConfig::default(),
+            remote: RemoteConfig::default(),
             allow_unauthenticated: false,
         }
     }
@@ -446,6 +510,34 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub allow_unauthenticated: Option<bool>,
 
+    /// Remote tier shared by a fleet of proxies: none or redis [env: DDBCACHE_REMOTE] [default: none]
+    #[arg(long, value_name = "KIND", value_parser = parse_remote_kind)]
+    pub remote: Option<RemoteKind>,
+
+    /// Redis server of the remote tier: redis://host:port, optionally with user:password@ and /db [env: DDBCACHE_REDIS_URL] [default: redis://127.0.0.1:6379]
+    #[arg(long, value_name = "URL", value_parser = parse_string)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every remote key and of the fan-out channel [env: DDBCACHE_REMOTE_PREFIX] [default: ddbcache:]
+    #[arg(long, value_name = "PREFIX", value_parser = parse_string)]
+    pub remote_prefix: Option<String>,
+
+    /// Longest wait for one remote operation before going upstream [env: DDBCACHE_REMOTE_TIMEOUT] [default: 50ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub remote_timeout: Option<Duration>,
+
+    /// Consecutive remote failures that open the circuit breaker [env: DDBCACHE_REMOTE_BREAKER_FAILURES] [default: 5]
+    #[arg(long, value_name = "N", value_parser = parse_u32)]
+    pub remote_breaker_failures: Option<u32>,
+
+    /// How long an open breaker skips the remote tier before probing it [env: DDBCACHE_REMOTE_BREAKER_BACKOFF] [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub remote_breaker_backoff: Option<Duration>,
+
+    /// Publish this proxy's invalidations to the fleet and apply the others' [env: DDBCACHE_REMOTE_FANOUT] [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub remote_fanout: Option<bool>,
+
     /// Client keys from DDBCACHE_AUTH_KEYS (environment only: secrets do not belong on a command line).
     #[arg(skip)]
     pub auth_keys: Option<Vec<KeyConfig>>,
@@ -541,6 +633,16 @@ fn parse_string(s: &str) -> Result<String, String> {
     Ok(s.trim().to_owned())
 }
 
+fn parse_u32(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
+}
+
+fn parse_remote_kind(s: &str) -> Result<RemoteKind, String> {
+    s.parse()
+}
+
 fn parse_count(s: &str) -> Result<usize, String> {
     s.trim()
         .parse()
@@ -568,7 +670,28 @@ struct FileConfig {
     tls: FileTls,
     limits: FileLimits,
     auth: FileAuth,
+    remote: FileRemote,
     allow_unauthenticated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileRemote {
+    #[serde(deserialize_with = "de_remote_kind")]
+    kind: Option<RemoteKind>,
+    redis_url: Option<String>,
+    prefix: Option<String>,
+    #[serde(with = "humantime_serde")]
+    timeout: Option<Duration>,
+    breaker_failures: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    breaker_backoff: Option<Duration>,
+    fanout: Option<bool>,
+}
+
+fn de_remote_kind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RemoteKind>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -782,6 +905,13 @@ knobs! {
     AUTH_KEYS_FILE = "auth.keys_file", "DDBCACHE_AUTH_KEYS_FILE", "--auth-keys-file";
     MAX_CLOCK_SKEW = "auth.max_clock_skew", "DDBCACHE_AUTH_MAX_CLOCK_SKEW", "--auth-max-clock-skew";
     ALLOW_UNAUTHENTICATED = "allow_unauthenticated", "DDBCACHE_ALLOW_UNAUTHENTICATED", "--allow-unauthenticated";
+    REMOTE = "remote.kind", "DDBCACHE_REMOTE", "--remote";
+    REDIS_URL = "remote.redis_url", "DDBCACHE_REDIS_URL", "--redis-url";
+    REMOTE_PREFIX = "remote.prefix", "DDBCACHE_REMOTE_PREFIX", "--remote-prefix";
+    REMOTE_TIMEOUT = "remote.timeout", "DDBCACHE_REMOTE_TIMEOUT", "--remote-timeout";
+    BREAKER_FAILURES = "remote.breaker_failures", "DDBCACHE_REMOTE_BREAKER_FAILURES", "--remote-breaker-failures";
+    BREAKER_BACKOFF = "remote.breaker_backoff", "DDBCACHE_REMOTE_BREAKER_BACKOFF", "--remote-breaker-backoff";
+    FANOUT = "remote.fanout", "DDBCACHE_REMOTE_FANOUT", "--remote-fanout";
 }
 
 /// The env var holding client keys in the compact form (see [`crate::auth::keys`]); no flag.
@@ -978,6 +1108,35 @@ fn apply_file(cfg: &mut Config, file: FileConfig, origins: &mut Origins, origin:
         cfg.allow_unauthenticated = v;
         set(ALLOW_UNAUTHENTICATED.key);
     }
+    let r = file.remote;
+    if let Some(v) = r.kind {
+        cfg.remote.kind = v;
+        set(REMOTE.key);
+    }
+    if let Some(v) = r.redis_url {
+        cfg.remote.redis_url = v;
+        set(REDIS_URL.key);
+    }
+    if let Some(v) = r.prefix {
+        cfg.remote.prefix = v;
+        set(REMOTE_PREFIX.key);
+    }
+    if let Some(v) = r.timeout {
+        cfg.remote.timeout = v;
+        set(REMOTE_TIMEOUT.key);
+    }
+    if let Some(v) = r.breaker_failures {
+        cfg.remote.breaker_failures = v;
+        set(BREAKER_FAILURES.key);
+    }
+    if let Some(v) = r.breaker_backoff {
+        cfg.remote.breaker_backoff = v;
+        set(BREAKER_BACKOFF.key);
+    }
+    if let Some(v) = r.fanout {
+        cfg.remote.fanout = v;
+        set(FANOUT.key);
+    }
 }
 
 /// Applies the settings present in `args` (flags, or env vars parsed into the same shape).
@@ -1101,6 +1260,34 @@ fn apply_overrides(cfg: &mut Config, args: &Cli, origins: &mut Origins, layer: L
         cfg.allow_unauthenticated = v;
         origins.knob(&ALLOW_UNAUTHENTICATED, layer);
     }
+    if let Some(v) = args.remote {
+        cfg.remote.kind = v;
+        origins.knob(&REMOTE, layer);
+    }
+    if let Some(v) = &args.redis_url {
+        cfg.remote.redis_url = v.clone();
+        origins.knob(&REDIS_URL, layer);
+    }
+    if let Some(v) = &args.remote_prefix {
+        cfg.remote.prefix = v.clone();
+        origins.knob(&REMOTE_PREFIX, layer);
+    }
+    if let Some(v) = args.remote_timeout {
+        cfg.remote.timeout = v;
+        origins.knob(&REMOTE_TIMEOUT, layer);
+    }
+    if let Some(v) = args.remote_breaker_failures {
+        cfg.remote.breaker_failures = v;
+        origins.knob(&BREAKER_FAILURES, layer);
+    }
+    if let Some(v) = args.remote_breaker_backoff {
+        cfg.remote.breaker_backoff = v;
+        origins.knob(&BREAKER_BACKOFF, layer);
+    }
+    if let Some(v) = args.remote_fanout {
+        cfg.remote.fanout = v;
+        origins.knob(&FANOUT, layer);
+    }
 }
 
 /// Reads the `DDBCACHE_*` variables into a [`Cli`] (everything but `config`). Empty or
@@ -1152,6 +1339,13 @@ fn env_overrides(env: &dyn Fn(&str) -> Option<String>) -> Result<Cli, ConfigErro
         auth_keys_file: var(env, &AUTH_KEYS_FILE, parse_path)?,
         auth_max_clock_skew: var(env, &MAX_CLOCK_SKEW, parse_duration)?,
         allow_unauthenticated: var(env, &ALLOW_UNAUTHENTICATED, parse_bool)?,
+        remote: var(env, &REMOTE, parse_remote_kind)?,
+        redis_url: var(env, &REDIS_URL, parse_string)?,
+        remote_prefix: var(env, &REMOTE_PREFIX, parse_string)?,
+        remote_timeout: var(env, &REMOTE_TIMEOUT, parse_duration)?,
+        remote_breaker_failures: var(env, &BREAKER_FAILURES, parse_u32)?,
+        remote_breaker_backoff: var(env, &BREAKER_BACKOFF, parse_duration)?,
+        remote_fanout: var(env, &FANOUT, parse_bool)?,
         auth_keys: match env(AUTH_KEYS_ENV) {
             Some(v) if !v.trim().is_empty() => {
                 let v = zeroize::Zeroizing::new(v);
@@ -1386,7 +1580,38 @@ impl Config {
                 format!("{:?} is not a valid filter directive: {e}", self.log.level),
             ));
         }
+        self.validate_remote()?;
         self.validate_auth()
+    }
+
+    fn validate_remote(&self) -> Result<(), ConfigError> {
+        let r = &self.remote;
+        if r.kind == RemoteKind::None {
+            return Ok(());
+        }
+        let url = r.redis_url.as_str();
+        if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+            return Err(ConfigError::invalid(
+                REDIS_URL.key,
+                "must be a redis:// (or unix://) URL",
+            ));
+        }
+        if r.timeout.is_zero() {
+            return Err(ConfigError::invalid(REMOTE_TIMEOUT.key, "must be > 0"));
+        }
+        if r.breaker_failures == 0 {
+            return Err(ConfigError::invalid(BREAKER_FAILURES.key, "must be > 0"));
+        }
+        if r.breaker_backoff.is_zero() {
+            return Err(ConfigError::invalid(BREAKER_BACKOFF.key, "must be > 0"));
+        }
+        if r.prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(ConfigError::invalid(
+                REMOTE_PREFIX.key,
+                "must not contain whitespace",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -1515,6 +1740,92 @@ mod tests {
         mutate(&mut c);
         let e = c.validate().expect_err("expected a validation error");
         (e.key().unwrap_or_default().to_owned(), e.to_string())
+    }
+
+    #[test]
+    fn remote_defaults_to_none_and_loads_from_each_layer() {
+        let d = Config::default();
+        assert_eq!(d.remote.kind, RemoteKind::None);
+        assert_eq!(d.remote.timeout, Duration::from_millis(50));
+        assert!(d.remote.fanout);
+        let c = Config::from_toml_str(
+            r#"
+            [remote]
+            kind = "redis"
+            redis_url = "redis://cache.internal:6380/2"
+            prefix = "fleet-a:"
+            timeout = "20ms"
+            breaker_failures = 3
+            breaker_backoff = "5s"
+            fanout = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.remote.kind, RemoteKind::Redis);
+        assert_eq!(c.remote.redis_url, "redis://cache.internal:6380/2");
+        assert_eq!(c.remote.prefix, "fleet-a:");
+        assert_eq!(c.remote.timeout, Duration::from_millis(20));
+        assert_eq!(c.remote.breaker_failures, 3);
+        assert_eq!(c.remote.breaker_backoff, Duration::from_secs(5));
+        assert!(!c.remote.fanout);
+
+        let env = env_of(&[
+            ("DDBCACHE_REMOTE", "redis"),
+            ("DDBCACHE_REDIS_URL", "redis://10.0.0.1:6379"),
+            ("DDBCACHE_REMOTE_TIMEOUT", "30ms"),
+            ("DDBCACHE_REMOTE_FANOUT", "false"),
+            ("DDBCACHE_REMOTE_BREAKER_FAILURES", "7"),
+        ]);
+        let c = load_with_env(
+            &cli(&[
+                "--remote-timeout",
+                "40ms",
+                "--remote-prefix",
+                "p:",
+                "--remote-breaker-backoff",
+                "2s",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(c.remote.kind, RemoteKind::Redis);
+        assert_eq!(c.remote.redis_url, "redis://10.0.0.1:6379");
+        assert_eq!(c.remote.timeout, Duration::from_millis(40), "the flag wins");
+        assert_eq!(c.remote.prefix, "p:");
+        assert_eq!(c.remote.breaker_failures, 7);
+        assert_eq!(c.remote.breaker_backoff, Duration::from_secs(2));
+        assert!(!c.remote.fanout);
+    }
+
+    #[test]
+    fn remote_validation_names_the_key() {
+        for (toml, key) in [
+            ("kind = \"memcached\"", None),
+            (
+                "kind = \"redis\"\nredis_url = \"http://x\"",
+                Some("remote.redis_url"),
+            ),
+            ("kind = \"redis\"\ntimeout = \"0s\"", Some("remote.timeout")),
+            (
+                "kind = \"redis\"\nbreaker_failures = 0",
+                Some("remote.breaker_failures"),
+            ),
+            (
+                "kind = \"redis\"\nbreaker_backoff = \"0s\"",
+                Some("remote.breaker_backoff"),
+            ),
+            ("kind = \"redis\"\nprefix = \"a b\"", Some("remote.prefix")),
+        ] {
+            let e = Config::from_toml_str(&format!("[remote]\n{toml}")).unwrap_err();
+            match key {
+                Some(k) => assert_eq!(e.key(), Some(k), "{toml}: {e}"),
+                None => assert!(e.to_string().contains("memcached"), "{e}"),
+            }
+        }
+        // With the tier off nothing else is checked: no behaviour change by default.
+        assert!(Config::from_toml_str("[remote]\ntimeout = \"0s\"").is_ok());
+        let e = load_with_env(&cli(&[]), env_of(&[("DDBCACHE_REMOTE", "x")])).unwrap_err();
+        assert_eq!(e.key(), Some("remote.kind"));
     }
 
     #[test]
@@ -1791,6 +2102,7 @@ mod tests {
                 max_clock_skew: Duration::from_secs(300),
                 ..AuthConfig::default()
             },
+            remote: RemoteConfig::default(),
             allow_unauthenticated: true,
         };
         assert_eq!(from_env, expected);

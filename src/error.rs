@@ -37,6 +37,9 @@ pub enum Error {
     Throttling(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The remote cache tier failed; never sent to a client (the request goes upstream).
+    #[error("remote tier: {0}")]
+    Remote(String),
     /// Auth is on and the request carries no `Authorization` header.
     #[error("Request is missing Authentication Token")]
     MissingAuthenticationToken,
@@ -78,9 +81,11 @@ impl Error {
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Config(_) | Error::Credentials(_) | Error::Io { .. } | Error::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::Config(_)
+            | Error::Credentials(_)
+            | Error::Io { .. }
+            | Error::Internal(_)
+            | Error::Remote(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -120,6 +125,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Throttling(_) => "throttled",
             Error::Internal(_) => "internal",
+            Error::Remote(_) => "remote",
             Error::MissingAuthenticationToken => "missing_authentication_token",
             Error::IncompleteSignature(_) => "incomplete_signature",
             Error::InvalidSignature(_) => "invalid_signature",

@@ -7,7 +7,8 @@
 //! - [`auth`]: SigV4 verification of clients and per-key allow-lists of tables and operations,
 //!   checked before any cache lookup.
 //! - [`plan`]: operation + body -> [`plan::Plan`] (read, write, table change, pass-through); pure.
-//! - [`cache`]: canonical keys, the moka tier, generation counters that make invalidation race-free.
+//! - [`cache`]: canonical keys, the moka tier, generation counters that make invalidation race-free,
+//!   the remote tier shared by a fleet (`cache::remote`) and its invalidation fan-out.
 //! - [`schema`]: table key schemas from DescribeTable, dropped on table changes.
 //! - [`limits`]: overload protection: bounded upstream concurrency and queue, ThrottlingException.
 //! - [`upstream`]: where misses and writes go (embedded dynoxide, any HTTP endpoint, AWS with SigV4).

@@ -19,6 +19,8 @@ pub enum CacheStatus {
     NegativeHit,
     /// An expired entry served because the upstream failed (`cache.serve_stale`).
     Stale,
+    /// Missed the in-process tier, found in the remote tier (`[remote]`).
+    RemoteHit,
     /// Not a read: writes, table operations, pass-through, local errors.
     None,
 }
@@ -31,6 +33,7 @@ impl CacheStatus {
             CacheStatus::Bypass => "bypass",
             CacheStatus::NegativeHit => "negative_hit",
             CacheStatus::Stale => "stale",
+            CacheStatus::RemoteHit => "remote_hit",
             CacheStatus::None => "none",
         }
     }
@@ -57,6 +60,103 @@ pub struct Metrics {
     pub upstream_in_flight: IntGauge,
     pub upstream_queued: IntGauge,
     pub hit_latency: Histogram,
+    pub remote: RemoteMetrics,
+}
+
+/// The remote tier and the invalidation fan-out (`[remote]`). Registered even when the tier
+/// is off, so dashboards see zeros instead of missing series.
+#[derive(Clone)]
+pub struct RemoteMetrics {
+    pub hits: prometheus::IntCounter,
+    pub misses: prometheus::IntCounter,
+    /// By `kind`: timeout, error, breaker_open.
+    pub errors: IntCounterVec,
+    /// By `op`: lookup, fill, invalidate, flush, publish.
+    pub latency: HistogramVec,
+    /// By `result`: stored, conflict (a write moved the generations since the lookup).
+    pub fills: IntCounterVec,
+    /// 0 closed, 1 open, 2 half-open (probing).
+    pub breaker_state: IntGauge,
+    /// Global epoch bumps after missed invalidations (see docs/deployment.md "Fleets").
+    pub flushes: prometheus::IntCounter,
+    pub fanout_published: prometheus::IntCounter,
+    /// Invalidations received from other proxies and applied to the local generations.
+    pub fanout_applied: prometheus::IntCounter,
+    /// Subscriptions (re)established; each one invalidates the whole local tier.
+    pub fanout_subscribed: prometheus::IntCounter,
+    pub fanout_connected: IntGauge,
+}
+
+impl RemoteMetrics {
+    fn register(registry: &Registry) -> RemoteMetrics {
+        let int = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+            register(registry, &c);
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            register(registry, &g);
+            g
+        };
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "ddbcache_remote_request_duration_seconds",
+                "Time of remote-tier operations, by op (failures and timeouts included)",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_025, 2.0, 14).expect("valid buckets")),
+            &["op"],
+        )
+        .expect("valid metric");
+        register(registry, &latency);
+        RemoteMetrics {
+            hits: int(
+                "ddbcache_remote_hits_total",
+                "Reads that missed the in-process tier and were answered by the remote tier",
+            ),
+            misses: int(
+                "ddbcache_remote_misses_total",
+                "Reads that missed both the in-process and the remote tier",
+            ),
+            errors: counter(
+                registry,
+                "ddbcache_remote_errors_total",
+                "Remote-tier operations that failed, timed out, or were skipped by the open breaker",
+                &["kind"],
+            ),
+            latency,
+            fills: counter(
+                registry,
+                "ddbcache_remote_fills_total",
+                "Remote fills by result: stored, or conflict (a write moved the generations)",
+                &["result"],
+            ),
+            breaker_state: gauge(
+                "ddbcache_remote_breaker_state",
+                "Remote-tier circuit breaker: 0 closed, 1 open, 2 half-open",
+            ),
+            flushes: int(
+                "ddbcache_remote_flushes_total",
+                "Remote namespace flushes (global epoch bumps) after the tier missed invalidations",
+            ),
+            fanout_published: int(
+                "ddbcache_fanout_published_total",
+                "Invalidation messages this proxy published for its writes",
+            ),
+            fanout_applied: int(
+                "ddbcache_fanout_applied_total",
+                "Invalidation messages from other proxies applied to the in-process tier",
+            ),
+            fanout_subscribed: int(
+                "ddbcache_fanout_subscriptions_total",
+                "Fan-out subscriptions established; each one invalidates the whole in-process tier",
+            ),
+            fanout_connected: gauge(
+                "ddbcache_fanout_connected",
+                "1 while subscribed to the invalidation channel",
+            ),
+        }
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -202,6 +302,7 @@ impl Metrics {
             upstream_in_flight,
             upstream_queued,
             hit_latency,
+            remote: RemoteMetrics::register(registry),
             registry: registry.clone(),
         }
     }

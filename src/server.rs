@@ -4,6 +4,7 @@
 
 use crate::auth::{self, Auth, ClientKey};
 use crate::cache::plans::Plans;
+use crate::cache::remote::{Lookup, RemoteEntry, RemoteTier};
 use crate::cache::replay::{has_item, replay_body, strip_consumed_capacity};
 use crate::cache::{CacheKey, Entry, Generations, Invalidation, LocalCache};
 use crate::config::Config;
@@ -117,8 +118,18 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
             evictions.with_label_values(&[label]).inc();
         },
     );
+    let remote = RemoteTier::from_config(&config.remote, metrics.remote.clone())?;
+    // Subscribed before the proxy answers anything, so no write of a peer is missed from then.
+    let first_subscription = match &remote {
+        Some(r) if r.fanout() => r.subscribe().await,
+        _ => None,
+    };
+    if let Some(r) = &remote {
+        tracing::info!(remote = %r.describe(), fanout = r.fanout(), "remote tier on");
+    }
     let (stop, stopped) = watch::channel(false);
     let proxy = Arc::new(Proxy {
+        remote: remote.clone(),
         limiter: UpstreamLimiter::new(&config.limits),
         config,
         options,
@@ -143,10 +154,19 @@ pub async fn start_with_options(config: Config, options: StartOptions) -> Result
         let p = p.clone();
         async move { Ok::<_, Infallible>(p.admin(req).await) }
     };
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve(listener, tls, client_service, stopped.clone())),
-        tokio::spawn(serve(admin, None, admin_service, stopped)),
+        tokio::spawn(serve(admin, None, admin_service, stopped.clone())),
     ];
+    if let Some(r) = remote.filter(|r| r.fanout()) {
+        let p = proxy.clone();
+        let apply = move |what: &[Invalidation]| p.invalidate(what);
+        tasks.push(tokio::spawn(r.run_fanout(
+            first_subscription,
+            apply,
+            stopped,
+        )));
+    }
     Ok(Running {
         addr,
         admin_addr,
@@ -238,6 +258,8 @@ struct Proxy {
     upstream: Arc<dyn Upstream>,
     limiter: UpstreamLimiter,
     cache: LocalCache,
+    /// The shared tier between `cache` and the upstream (`[remote]`), if configured.
+    remote: Option<Arc<RemoteTier>>,
     generations: Generations,
     schemas: Schemas,
     plans: Plans,
@@ -413,11 +435,13 @@ impl Proxy {
             }
             Plan::Write(invalidations) => {
                 self.invalidate(&invalidations);
+                self.invalidate_remote(&invalidations, false).await;
                 let (reply, outcome) = self
                     .forward_outcome(op.as_str(), &parts, body, CacheStatus::None)
                     .await;
                 // Again after the answer, whatever it was: a timeout may have applied the write.
                 self.invalidate(&invalidations);
+                self.invalidate_remote(&invalidations, true).await;
                 if outcome == Outcome::Unknown {
                     self.invalidate_later(invalidations);
                 }
@@ -426,12 +450,14 @@ impl Proxy {
             Plan::TableChange(table) => {
                 let inv = [Invalidation::Table(table.clone())];
                 self.invalidate(&inv);
+                self.invalidate_remote(&inv, false).await;
                 self.schemas.forget(&table).await;
                 let reply = self
                     .forward(op.as_str(), &parts, body, CacheStatus::None)
                     .await;
                 self.schemas.forget(&table).await;
                 self.invalidate(&inv);
+                self.invalidate_remote(&inv, true).await;
                 reply
             }
             Plan::DescribeEndpoints => self.describe_endpoints(&parts.headers, &content_type),
@@ -447,6 +473,7 @@ impl Proxy {
         tokio::spawn(async move {
             tokio::time::sleep(proxy.config.upstream.request_timeout).await;
             proxy.invalidate(&invalidations);
+            proxy.invalidate_remote(&invalidations, true).await;
             proxy.metrics.deferred_invalidations.inc();
         });
     }
@@ -472,6 +499,20 @@ impl Proxy {
                 .invalidations
                 .with_label_values(&[inv.table(), inv.label()])
                 .inc();
+        }
+    }
+
+    /// The remote side of a write's invalidation, run where the local generations are bumped
+    /// (before forwarding, and after the answer: `publish`). After the answer the other
+    /// proxies are told too, before the client is: once the client has the acknowledgement,
+    /// the message is on its way and the shared buckets are clean.
+    async fn invalidate_remote(&self, invalidations: &[Invalidation], publish: bool) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        remote.invalidate(invalidations, publish).await;
+        if publish {
+            remote.publish(invalidations).await;
         }
     }
 
@@ -669,13 +710,35 @@ impl Proxy {
         }
 
         let ran = AtomicBool::new(false);
+        let from_remote = AtomicBool::new(false);
         let own: std::sync::Mutex<Option<UpstreamResponse>> = std::sync::Mutex::new(None);
+        // Shared by concurrent misses of the same key and stamp: the remote lookup, the upstream
+        // fetch and the remote fill all happen once.
         let fetch = async {
             ran.store(true, Ordering::Relaxed);
+            let mut token = None;
+            if let Some(remote) = &self.remote {
+                match remote.lookup(&read.scope, &read.key).await {
+                    Some(Lookup::Hit(e)) => {
+                        from_remote.store(true, Ordering::Relaxed);
+                        return Ok(Entry::new(e.body, e.ttl, e.negative));
+                    }
+                    Some(Lookup::Miss(t)) => token = Some(t),
+                    None => {}
+                }
+            }
             match self.send(op.as_str(), request).await {
                 Err(e) => Err(Uncached::Failed(e)),
                 Ok(resp) => match self.admit(read, &resp) {
                     Some(entry) => {
+                        if let (Some(remote), Some(token)) = (&self.remote, &token) {
+                            let stored = RemoteEntry {
+                                body: entry.body.clone(),
+                                negative: entry.negative,
+                                ttl: entry.fresh_until.saturating_duration_since(Instant::now()),
+                            };
+                            remote.fill(&read.scope, &read.key, &stored, token).await;
+                        }
                         *own.lock().expect("not poisoned") = Some(resp);
                         Ok(entry)
                     }
@@ -685,7 +748,7 @@ impl Proxy {
         };
         let result = self.cache.get_or_fetch(key.clone(), fetch).await;
         let fetched = ran.load(Ordering::Relaxed);
-        if fetched {
+        if fetched && !from_remote.load(Ordering::Relaxed) {
             misses.with_label_values(&[&read.table]).inc();
         }
         match result {
@@ -694,8 +757,12 @@ impl Proxy {
                     self.count(op.as_str(), CacheStatus::Miss);
                     response::forwarded(resp.status, &resp.headers, resp.body)
                 }
-                // Another request's fetch, started under the same stamp, answered for us.
-                None => self.hit(op, read, &entry, content_type, started),
+                // Another request's fetch, started under the same stamp, answered for us, or
+                // the remote tier did.
+                None => {
+                    let remote = from_remote.load(Ordering::Relaxed);
+                    self.hit_from(op, read, &entry, content_type, started, remote)
+                }
             },
             Err(uncached) => {
                 if !fetched {
@@ -776,12 +843,27 @@ impl Proxy {
         content_type: &HeaderValue,
         started: Instant,
     ) -> response::Reply {
+        self.hit_from(op, read, entry, content_type, started, false)
+    }
+
+    /// [`Proxy::hit`]; `remote`: the entry came from the remote tier (a `remote_hit`).
+    fn hit_from(
+        &self,
+        op: Operation,
+        read: &ReadPlan,
+        entry: &Entry,
+        content_type: &HeaderValue,
+        started: Instant,
+        remote: bool,
+    ) -> response::Reply {
         let m = &self.metrics;
         match read.kind {
             ReadKind::Item => m.item_hits.with_label_values(&[&read.table]).inc(),
             ReadKind::Query => m.query_hits.with_label_values(&[&read.table]).inc(),
         }
-        let status = if entry.negative {
+        let status = if remote {
+            CacheStatus::RemoteHit
+        } else if entry.negative {
             CacheStatus::NegativeHit
         } else {
             CacheStatus::Hit

@@ -1,9 +1,10 @@
-//! The cache: canonical keys ([`key`]), generation counters ([`generation`]) and the in-process
-//! moka tier, whose capacity is counted in bytes.
+//! The cache: canonical keys ([`key`]), generation counters ([`generation`]), the in-process
+//! moka tier, whose capacity is counted in bytes, and the [`remote`] tier shared by a fleet.
 
 pub mod generation;
 pub mod key;
 pub mod plans;
+pub mod remote;
 pub mod replay;
 
 use bytes::Bytes;
