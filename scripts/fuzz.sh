@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target: scripts/fuzz.sh [target] [runs]
 #
-#   target  decode_plan (default) or canonical_key; `list` prints the targets
+#   target  decode_plan (default), canonical_key or sigv4_verify; `list` prints the targets
 #   runs    executions for libFuzzer's -runs (default 10000000); 0 runs until stopped
 #
 # Installs cargo-fuzz if missing. Only the stable toolchain is needed: cargo-fuzz passes nightly

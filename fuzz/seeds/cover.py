@@ -3,6 +3,7 @@
 corpora were cut. Input: a libFuzzer merge control file, made by
 `target/x86_64-unknown-linux-gnu/release/<target> -merge=1 -use_counters=0 -use_cmp=0
  -merge_control_file=CTL EMPTY_DIR DIR`. Usage: cover.py CTL OUT_DIR N."""
+import os, shutil, sys
 ctl, out, lim = sys.argv[1], sys.argv[2], int(sys.argv[3])
 lines=open(ctl).read().split("\n"); n=int(lines[0]); files=lines[2:2+n]
 feats={}
