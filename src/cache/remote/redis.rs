@@ -111,6 +111,23 @@ impl RedisStore {
             invalidate: Script::new(INVALIDATE),
         })
     }
+
+    /// `script` called on the counters hash with the arguments that locate `key`'s bucket in
+    /// `scope` (the LOOKUP and FILL scripts both start with these); callers append the rest.
+    fn bucket_call<'s>(
+        &self,
+        script: &'s Script,
+        scope: &Scope,
+        key: &[u8],
+    ) -> redis::ScriptInvocation<'s> {
+        let mut call = script.key(&self.gen_key);
+        call.arg(&self.prefix)
+            .arg(codec::epoch_field(codec::table_of(scope)))
+            .arg(codec::scope_field(scope))
+            .arg(codec::bucket_suffix(scope))
+            .arg(key);
+        call
+    }
 }
 
 impl RemoteStore for RedisStore {
@@ -123,13 +140,7 @@ impl RemoteStore for RedisStore {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let (value, g, e, s): (Option<Vec<u8>>, u64, u64, u64) = self
-                .lookup
-                .key(&self.gen_key)
-                .arg(&self.prefix)
-                .arg(codec::epoch_field(codec::table_of(scope)))
-                .arg(codec::scope_field(scope))
-                .arg(codec::bucket_suffix(scope))
-                .arg(key)
+                .bucket_call(&self.lookup, scope, key)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| err("lookup", e))?;
@@ -163,13 +174,7 @@ impl RemoteStore for RedisStore {
                 .max(1);
             let mut conn = self.conn.clone();
             let stored: i64 = self
-                .fill
-                .key(&self.gen_key)
-                .arg(&self.prefix)
-                .arg(codec::epoch_field(codec::table_of(scope)))
-                .arg(codec::scope_field(scope))
-                .arg(codec::bucket_suffix(scope))
-                .arg(key)
+                .bucket_call(&self.fill, scope, key)
                 .arg(value)
                 .arg(ttl_ms)
                 .arg(g)
